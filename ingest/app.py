@@ -1,0 +1,305 @@
+"""The composition root: settings -> storage + catalog -> upload service -> routes.
+
+Only this module picks concrete backends. Handlers translate HTTP to the protocol modules
+and back; every `IngestError` becomes `{"error": code, "detail": ...}` in one handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ingest import openapi
+from ingest.catalog.sqlite import SqliteCatalog
+from ingest.config import Settings
+from ingest.digests import sha256_from_content_digest
+from ingest.downloads import file_response
+from ingest.errors import (
+    ClientDisconnected,
+    IngestError,
+    InvalidRequest,
+    LengthRequired,
+    NotFound,
+    RequestTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from ingest.framing import parse_part_headers
+from ingest.models import StoredFile, clean_filename, clean_media_type
+from ingest.multipart import receive_form
+from ingest.raw import receive_raw
+from ingest.storage.base import LocalFiles
+from ingest.storage.local import LocalStorage
+from ingest.tuning import tune_allocator
+from ingest.uploads import UploadService
+
+log = logging.getLogger("ingest")
+
+MAX_PAGE_SIZE = 1000
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    tune_allocator()
+    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
+    storage.prepare()
+    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        async with anyio.create_task_group() as background:
+            background.start_soon(_sweep_periodically, service)
+            try:
+                yield
+            finally:
+                background.cancel_scope.cancel()
+        await service.stop()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_spec, methods=["GET"]),
+        Route("/uploads", create_uploads, methods=["POST"], name="uploads"),
+        Route("/uploads", list_uploads, methods=["GET"]),
+        Route("/uploads/{file_id}", get_upload, methods=["GET"], name="upload"),
+        Route("/uploads/{file_id}", delete_upload, methods=["DELETE"]),
+        Route("/uploads/{file_id}/content", get_content, methods=["GET", "HEAD"], name="content"),
+        Route("/uploads/{filename:path}", put_upload, methods=["PUT"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan,
+        exception_handlers={IngestError: ingest_error, HTTPException: http_error,
+                            Exception: unexpected_error},
+    )
+    app.state.settings = settings
+    app.state.service = service
+    if settings.tokens:
+        app.add_middleware(BearerAuth, tokens=settings.tokens)
+    return app
+
+
+async def _sweep_periodically(service: UploadService) -> None:
+    interval = min(3600.0, max(60.0, service.settings.temp_max_age / 4))
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await service.sweep(temp_older_than=service.settings.temp_max_age)
+        except Exception:
+            log.exception("periodic sweep failed")
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def openapi_spec(request: Request) -> Response:
+    return JSONResponse(openapi.spec())
+
+
+async def create_uploads(request: Request) -> Response:
+    service: UploadService = request.app.state.service
+    settings: Settings = request.app.state.settings
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        form = await receive_form(content_type, request_body(request), service, settings)
+        stored = await service.commit(form.files)
+        return _created(request, stored, fields=form.fields)
+    if media_type == "application/octet-stream":
+        filename = request.query_params.get("filename") or _filename_from_disposition(request)
+        return await _store_raw(request, filename)
+    raise UnsupportedMediaType(
+        "POST /uploads takes multipart/form-data or application/octet-stream, "
+        f"not {media_type or 'a body without Content-Type'}")
+
+
+async def put_upload(request: Request) -> Response:
+    return await _store_raw(request, request.path_params["filename"])
+
+
+async def _store_raw(request: Request, filename: str | None) -> Response:
+    service: UploadService = request.app.state.service
+    name = clean_filename(filename)
+    digest_header = request.headers.get("content-digest")
+    incoming = await receive_raw(
+        request_body(request), service, filename=name,
+        content_type=clean_media_type(request.headers.get("content-type"), name),
+        expected_sha256=sha256_from_content_digest(digest_header) if digest_header else None)
+    stored = await service.commit([incoming])
+    return _created(request, stored)
+
+
+async def list_uploads(request: Request) -> Response:
+    service: UploadService = request.app.state.service
+    limit = _int_param(request, "limit", default=100, low=1, high=MAX_PAGE_SIZE)
+    cursor = request.query_params.get("cursor")
+    after = _decode_cursor(cursor) if cursor else None
+    page = await service.page(limit=limit + 1, after=after)
+    items, more = page[:limit], len(page) > limit
+    next_cursor = _encode_cursor(items[-1]) if more else None
+    next_url = str(request.url.include_query_params(cursor=next_cursor)) if next_cursor else None
+    return JSONResponse({"items": [_describe(request, s) for s in items],
+                         "next_cursor": next_cursor, "next": next_url})
+
+
+async def get_upload(request: Request) -> Response:
+    service: UploadService = request.app.state.service
+    stored = await service.get(request.path_params["file_id"])
+    return JSONResponse(_describe(request, stored))
+
+
+async def delete_upload(request: Request) -> Response:
+    service: UploadService = request.app.state.service
+    await service.delete(request.path_params["file_id"])
+    return Response(status_code=204)
+
+
+async def get_content(request: Request) -> Response:
+    service: UploadService = request.app.state.service
+    stored = await service.get(request.path_params["file_id"])
+    storage = service.storage
+    if not isinstance(storage, LocalFiles):
+        raise NotFound("this storage backend cannot serve files directly")
+    path = storage.path_of(stored.id)
+    try:
+        return file_response(stored, path, request.headers, method=request.method)
+    except FileNotFoundError:
+        raise NotFound(f"the bytes of {stored.id} are missing from storage") from None
+
+
+# --- request and response helpers ---------------------------------------------------------
+
+async def request_body(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives, bounded by max_request_size (413 early from Content-Length)."""
+    limit = request.app.state.settings.max_request_size
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise RequestTooLarge(f"the body of {declared} bytes exceeds the limit of {limit} bytes")
+    elif "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        raise LengthRequired("send Content-Length or a chunked body")
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise RequestTooLarge(f"the body exceeds the limit of {limit} bytes")
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection before the body ended") from None
+
+
+def _created(request: Request, stored: list[StoredFile],
+             fields: dict[str, str | list[str]] | None = None) -> Response:
+    described = [_describe(request, s) for s in stored]
+    body: dict[str, Any] = {"files": described}
+    if fields is not None:
+        body["fields"] = fields
+    headers = {"location": described[0]["url"]} if len(described) == 1 else {}
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
+def _describe(request: Request, stored: StoredFile) -> dict[str, Any]:
+    return {**stored.to_json(),
+            "url": str(request.url_for("upload", file_id=stored.id)),
+            "content_url": str(request.url_for("content", file_id=stored.id))}
+
+
+def _filename_from_disposition(request: Request) -> str | None:
+    header = request.headers.get("content-disposition")
+    if not header:
+        return None
+    # One parser for Content-Disposition parameters: the multipart one.
+    headers = parse_part_headers(
+        f"Content-Disposition: form-data; name=body; {header.partition(';')[2]}\r\n".encode())
+    return headers.filename
+
+
+def _int_param(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _encode_cursor(stored: StoredFile) -> str:
+    return base64.urlsafe_b64encode(f"{stored.created_at}|{stored.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, _, file_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("cursor is not one this server gave out") from None
+    if not file_id:
+        raise InvalidRequest("cursor is not one this server gave out")
+    return created_at, file_id
+
+
+# --- errors and auth ----------------------------------------------------------------------
+
+async def ingest_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, IngestError)
+    if error.status >= 500:
+        log.error("%s: %s", error.code, error.detail)
+    return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return JSONResponse({"error": code, "detail": error.detail}, status_code=error.status_code,
+                        headers=error.headers)
+
+
+async def unexpected_error(request: Request, error: Exception) -> Response:
+    return JSONResponse({"error": "internal_error", "detail": "the server failed; see its log"},
+                        status_code=500)
+
+
+class BearerAuth:
+    """Every path but /healthz needs `Authorization: Bearer <token>` when tokens are set."""
+
+    def __init__(self, app: ASGIApp, *, tokens: tuple[str, ...]) -> None:
+        self.app = app
+        self._tokens = [token.encode() for token in tokens]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz" or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        error = Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
+                             headers={"www-authenticate": 'Bearer realm="ingest"'})
+        response = JSONResponse(error.to_json(), status_code=401, headers=error.headers)
+        await response(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        supplied = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    supplied = credentials.strip()
+        # Compare against every token, in constant time, so timing tells nothing.
+        matches = [hmac.compare_digest(supplied, token) for token in self._tokens]
+        return bool(supplied) and any(matches)

@@ -1,0 +1,1 @@
+"""Catalogs: the index of committed files."""

@@ -1,0 +1,118 @@
+"""Settings: one frozen object, built from defaults, `INGEST_*` environment variables and flags.
+
+Every field carries its own help text, so the CLI flags, the environment variables and the
+README table all come from this one declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "INGEST_"
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    data_dir: Path = _setting(Path("data"), "directory holding stored files, temp files and the catalog")
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(8000, "port to listen on")
+    workers: int = _setting(1, "uvicorn worker processes sharing the data dir and catalog")
+    max_file_size: int = _setting(64 * GiB, "largest accepted file, in bytes")
+    max_request_size: int = _setting(64 * GiB, "largest accepted request body, in bytes")
+    max_parts: int = _setting(1000, "most parts (files + fields) in one multipart request")
+    max_field_size: int = _setting(64 * KiB, "largest text field of a multipart request, in bytes")
+    max_part_header_size: int = _setting(16 * KiB, "largest header block of one multipart part, in bytes")
+    fsync: bool = _setting(True, "fsync each file and its directory before it is committed")
+    block_size: int = _setting(1 * MiB, "bytes gathered before one hash+write step in a worker thread")
+    tokens: tuple[str, ...] = _setting((), "bearer tokens, comma-separated; empty = no auth")
+    proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
+    forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
+    temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `INGEST_<NAME>` variables, then explicit keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            raw = environ.get(env_name(setting.name))
+            if raw is not None:
+                values[setting.name] = parse_value(setting, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as `INGEST_*` variables, for worker processes that rebuild them."""
+        return {env_name(s.name): format_value(getattr(self, s.name)) for s in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "catalog.sqlite3"
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def parse_value(setting: dataclasses.Field[Any], raw: str) -> Any:
+    kind = setting.type if isinstance(setting.type, str) else setting.type.__name__
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"{env_name(setting.name)}: not a boolean: {raw!r}")
+    if kind == "int":
+        return parse_size(raw)
+    if kind == "Path":
+        return Path(raw)
+    if kind.startswith("tuple"):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kib": KiB, "kb": KiB, "m": MiB, "mib": MiB, "mb": MiB,
+               "g": GiB, "gib": GiB, "gb": GiB, "t": 1024 * GiB, "tib": 1024 * GiB, "tb": 1024 * GiB}
+
+
+def parse_size(raw: str) -> int:
+    """`4096`, `64KiB`, `10G`, `1.5GiB` -> bytes (binary units: sizes of files, not of disks)."""
+    text = raw.strip().lower().replace("_", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    unit = text[len(number):].strip()
+    if unit not in _SIZE_UNITS or not number:
+        raise ValueError(f"not a size: {raw!r}")
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)

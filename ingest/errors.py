@@ -1,0 +1,55 @@
+"""The one error type of ingest and its catalogue of codes.
+
+Every failure a client can cause or observe is an `IngestError`; `app.py` turns it into
+`{"error": code, "detail": message}` with the status it carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IngestError(Exception):
+    code: str = "internal_error"
+    status: int = 500
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+def _error(code: str, status: int) -> type[IngestError]:
+    name = "".join(word.title() for word in code.split("_"))
+    return type(name, (IngestError,), {"code": code, "status": status})
+
+
+MalformedMultipart = _error("malformed_multipart", 400)
+InvalidFilename = _error("invalid_filename", 400)
+InvalidMetadata = _error("invalid_metadata", 400)
+InvalidRequest = _error("invalid_request", 400)
+NoFiles = _error("no_files", 400)
+Unauthorized = _error("unauthorized", 401)
+NotFound = _error("not_found", 404)
+LengthRequired = _error("length_required", 411)
+FileTooLarge = _error("file_too_large", 413)
+RequestTooLarge = _error("request_too_large", 413)
+TooManyParts = _error("too_many_parts", 413)
+FieldTooLarge = _error("field_too_large", 413)
+UnsupportedMediaType = _error("unsupported_media_type", 415)
+RangeNotSatisfiable = _error("range_not_satisfiable", 416)
+DigestMismatch = _error("digest_mismatch", 422)
+InvalidDigest = _error("invalid_digest", 400)
+InsufficientStorage = _error("insufficient_storage", 507)
+ClientDisconnected = _error("client_disconnected", 400)
+StorageFailed = _error("storage_error", 500)
+
+CATALOGUE: tuple[type[IngestError], ...] = (
+    MalformedMultipart, InvalidFilename, InvalidMetadata, InvalidRequest, NoFiles, Unauthorized,
+    NotFound, LengthRequired, FileTooLarge, RequestTooLarge, TooManyParts, FieldTooLarge,
+    UnsupportedMediaType, RangeNotSatisfiable, DigestMismatch, InvalidDigest,
+    InsufficientStorage, ClientDisconnected, StorageFailed,
+)

@@ -1,0 +1,22 @@
+"""Raw request bodies (`curl -T`): the whole body is one file, streamed into one sink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ingest.uploads import IncomingFile, UploadService
+
+
+async def receive_raw(body: AsyncIterator[bytes], service: UploadService, *, filename: str,
+                      content_type: str, expected_sha256: str | None) -> IncomingFile:
+    """Stream the body into a new sink; on any failure its temp file is discarded."""
+    incoming = await service.new_file(filename=filename, content_type=content_type,
+                                      expected_sha256=expected_sha256)
+    try:
+        async for chunk in body:
+            await incoming.sink.write(chunk)
+        await service.finish(incoming)
+    except BaseException:
+        await service.discard([incoming])
+        raise
+    return incoming

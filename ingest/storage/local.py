@@ -1,0 +1,144 @@
+"""Local-disk storage: `tmp/*.part` while writing, `files/<ab>/<id>` once committed.
+
+Temporary files live on the same filesystem as committed ones, so a commit is one
+`os.replace`: a reader sees the whole file or nothing, never a prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+_BLOB_ID = re.compile(r"[0-9a-f]{32}")
+TEMP_SUFFIX = ".part"
+_INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
+_IOV_MAX = 1024  # POSIX minimum for writev's vector length on Linux
+
+
+class LocalStorage:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.files_dir = root / "files"
+        self.temp_dir = root / "tmp"
+        self.fsync = fsync
+
+    def prepare(self) -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+
+    def create(self) -> LocalBlobWriter:
+        # The owner's pid and incarnation in the name let a sweep tell abandoned temp files
+        # (owner dead, or an earlier process with a reused pid, as pid 1 in a container)
+        # from those of live uploads in sibling worker processes.
+        temp_name = f"{os.getpid()}.{_INCARNATION}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        temp_path = self.temp_dir / temp_name
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        return LocalBlobWriter(self, temp_path, fd)
+
+    def path_of(self, blob_id: str) -> Path:
+        if not _BLOB_ID.fullmatch(blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return self.files_dir / blob_id[:2] / blob_id
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path_of(blob_id).is_file()
+
+    def delete(self, blob_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(blob_id).unlink()
+
+    def blob_ids(self, *, older_than: float) -> list[str]:
+        cutoff = time.time() - older_than
+        found = []
+        for path in self.files_dir.glob("??/*"):
+            with contextlib.suppress(FileNotFoundError):
+                if _BLOB_ID.fullmatch(path.name) and path.stat().st_mtime <= cutoff:
+                    found.append(path.name)
+        return found
+
+    def sweep_temporary(self, *, older_than: float) -> int:
+        cutoff = time.time() - older_than
+        removed = 0
+        for temp_path in self.temp_dir.glob("*" + TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                if _abandoned(temp_path.name) or temp_path.stat().st_mtime <= cutoff:
+                    temp_path.unlink()
+                    removed += 1
+        return removed
+
+    def temp_bytes(self) -> int:
+        total = 0
+        for temp_path in self.temp_dir.glob("*" + TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                total += temp_path.stat().st_size
+        return total
+
+
+class LocalBlobWriter:
+    def __init__(self, storage: LocalStorage, temp_path: Path, fd: int) -> None:
+        self._storage = storage
+        self.temp_path = temp_path
+        self._fd: int | None = fd
+
+    def write(self, chunks: Sequence[bytes]) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        views = [memoryview(chunk) for chunk in chunks]
+        while views:
+            written = os.writev(self._fd, views[:_IOV_MAX])
+            # A short write is legal (signals, pipes, near-full disks): drop what went out.
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+
+    def commit(self, blob_id: str) -> None:
+        assert self._fd is not None, "commit after commit or abort"
+        final_path = self._storage.path_of(blob_id)
+        if self._storage.fsync:
+            os.fsync(self._fd)
+        self._close()
+        final_path.parent.mkdir(exist_ok=True)
+        os.replace(self.temp_path, final_path)
+        if self._storage.fsync:
+            _fsync_dir(final_path.parent)
+
+    def abort(self) -> None:
+        self._close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temp_path.unlink()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _abandoned(temp_name: str) -> bool:
+    pid_text, _, rest = temp_name.partition(".")
+    incarnation = rest.partition(".")[0]
+    if not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return incarnation != _INCARNATION
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename: the new directory entry is durable only once the directory is synced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
