@@ -1,11 +1,11 @@
 """BlobSink: one file on its way into storage, counted, limited and hashed as it streams.
 
-The event loop only appends chunks to a list. Once a block (1 MiB by default) has gathered,
-one worker-thread job hashes it and writes it with one `writev`; hashlib and `os.writev`
-release the GIL, so hashing and writing overlap with parsing of the next block. At most one
-job per sink is in flight: the next block waits for it, which is what pushes back on the
+The event loop only copies chunks into a block (1 MiB by default). Full blocks go to two
+ordered lanes on worker threads, one hashing and one writing, which run beside each other
+and beside the parsing of the next blocks: hashlib and `os.write` release the GIL.
+A few blocks may queue per lane, so the event loop rarely waits and keeps reading the
+socket; when a lane is full, the sink awaits room, and that is what pushes back on the
 client (uvicorn stops reading the socket while the app does not ask for more).
-A thread hop per block rather than per ~64-256 KiB chunk keeps the hop cost small.
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import threading
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
+import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
 from ingest.storage.base import BlobWriter
 
-_io_threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ingest-io")
+_io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
+
+LANE_DEPTH = 4  # blocks queued per lane: memory per upload <= (LANE_DEPTH + 1) * block_size
 
 
 @dataclass(frozen=True)
@@ -39,36 +45,26 @@ class BlobSink:
         self._max_size = max_size
         self._block_size = block_size
         self._hasher = hashlib.sha256()
-        self._block: list[bytes] = []
-        self._block_bytes = 0
-        self._in_flight: asyncio.Future[None] | None = None
+        self._block = bytearray()
+        self._hash_lane = OrderedLane(self._hasher.update)
+        self._write_lane = OrderedLane(self._write)
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self._max_size:
             raise FileTooLarge(f"file is larger than the limit of {self._max_size} bytes")
-        self._block.append(chunk)
-        self._block_bytes += len(chunk)
-        if self._block_bytes >= self._block_size:
+        self._block += chunk
+        if len(self._block) >= self._block_size:
             await self._flush()
 
     async def _flush(self) -> None:
-        block, self._block, self._block_bytes = self._block, [], 0
-        await self._settle()
+        block, self._block = self._block, bytearray()
         if block:
-            loop = asyncio.get_running_loop()
-            self._in_flight = loop.run_in_executor(_io_threads, self._absorb, block)
+            await self._hash_lane.submit(block)
+            await self._write_lane.submit(block)
 
-    async def _settle(self) -> None:
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            await in_flight
-
-    def _absorb(self, block: list[bytes]) -> None:
-        """Worker thread: hash, then write, one block."""
-        for chunk in block:
-            self._hasher.update(chunk)
+    def _write(self, block: bytearray) -> None:
         try:
             self._writer.write(block)
         except OSError as error:
@@ -77,7 +73,8 @@ class BlobSink:
     async def finish(self) -> Received:
         """Write what is left and wait for it; the blob is complete but not yet committed."""
         await self._flush()
-        await self._settle()
+        await self._hash_lane.join()
+        await self._write_lane.join()
         return Received(size=self.size, sha256=self._hasher.hexdigest())
 
     async def commit(self, blob_id: str) -> None:
@@ -87,12 +84,96 @@ class BlobSink:
             raise storage_error(error) from error
 
     async def abort(self) -> None:
-        """Discard the blob. Waits for the job in flight first, so no write races the abort."""
+        """Discard the blob. Waits for queued work first, so no write races the abort."""
         with anyio.CancelScope(shield=True):
-            # A failed write is already being reported by whoever called abort.
-            with contextlib.suppress(Exception):
-                await self._settle()
+            for lane in (self._hash_lane, self._write_lane):
+                lane.cancel()
+                # A failed write is already being reported by whoever called abort.
+                with contextlib.suppress(Exception):
+                    await lane.join()
             await anyio.to_thread.run_sync(self._writer.abort)
+
+
+class OrderedLane:
+    """Runs `work(item)` for each submitted item, in order, on the shared I/O threads.
+
+    One thread hop serves a burst of queued items rather than one item, and at most
+    LANE_DEPTH items wait: `submit` awaits room beyond that.
+    """
+
+    def __init__(self, work: Callable[[bytearray], object]) -> None:
+        self._work = work
+        self._queue: deque[bytearray] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    async def submit(self, item: bytearray) -> None:
+        self._raise_error()
+        while len(self._queue) >= LANE_DEPTH:
+            await self._wait()
+            self._raise_error()
+        with self._lock:
+            self._queue.append(item)
+            start = not self._running
+            self._running = True
+        if start:
+            self._loop = asyncio.get_running_loop()
+            self._drained = self._loop.run_in_executor(_io_threads, self._drain)
+
+    async def join(self) -> None:
+        if self._drained is not None:
+            await self._drained
+        self._raise_error()
+
+    def cancel(self) -> None:
+        """Drop queued items that have not started."""
+        self._cancelled = True
+
+    async def _wait(self) -> None:
+        assert self._loop is not None
+        with self._lock:
+            if len(self._queue) < LANE_DEPTH or not self._running:
+                return
+            self._waiter = waiter = self._loop.create_future()
+        await waiter
+
+    def _drain(self) -> None:
+        """Worker thread: process items until the queue is empty."""
+        while True:
+            with self._lock:
+                if not self._queue or self._error is not None:
+                    self._running = False
+                    self._queue.clear()
+                    self._wake()
+                    return
+                item = self._queue[0]
+            if not self._cancelled:
+                try:
+                    self._work(item)
+                except BaseException as error:
+                    self._error = error
+            with self._lock:
+                self._queue.popleft()
+                self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def storage_error(error: OSError) -> IngestError:

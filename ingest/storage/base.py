@@ -8,14 +8,13 @@ and whatever a crash leaves behind is reclaimed by `sweep_temporary`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
 class BlobWriter(Protocol):
-    def write(self, chunks: Sequence[bytes]) -> None:
-        """Append the chunks, in order. Raises OSError (ENOSPC included) on failure."""
+    def write(self, block: bytes | bytearray) -> None:
+        """Append the block. Raises OSError (ENOSPC included) on failure."""
 
     def commit(self, blob_id: str) -> None:
         """Make the written bytes readable under `blob_id`, atomically and durably."""

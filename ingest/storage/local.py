@@ -11,13 +11,11 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 _BLOB_ID = re.compile(r"[0-9a-f]{32}")
 TEMP_SUFFIX = ".part"
 _INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
-_IOV_MAX = 1024  # POSIX minimum for writev's vector length on Linux
 
 
 class LocalStorage:
@@ -84,17 +82,12 @@ class LocalBlobWriter:
         self.temp_path = temp_path
         self._fd: int | None = fd
 
-    def write(self, chunks: Sequence[bytes]) -> None:
+    def write(self, block: bytes | bytearray) -> None:
         assert self._fd is not None, "write after commit or abort"
-        views = [memoryview(chunk) for chunk in chunks]
-        while views:
-            written = os.writev(self._fd, views[:_IOV_MAX])
-            # A short write is legal (signals, pipes, near-full disks): drop what went out.
-            while views and written >= len(views[0]):
-                written -= len(views[0])
-                views.pop(0)
-            if views and written:
-                views[0] = views[0][written:]
+        view = memoryview(block)
+        while view:
+            # A short write is legal (signals, near-full disks): write the rest.
+            view = view[os.write(self._fd, view):]
 
     def commit(self, blob_id: str) -> None:
         assert self._fd is not None, "commit after commit or abort"
