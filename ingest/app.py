@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -51,6 +52,16 @@ log = logging.getLogger("ingest")
 MAX_PAGE_SIZE = 1000
 
 
+class _AnythingConvertor(PathConvertor):
+    """Like `path`, but also matching control characters, so that a name holding one gets
+    our 400 invalid_filename instead of a 404 from the router."""
+
+    regex = r"[\s\S]+"
+
+
+register_url_convertor("anything", _AnythingConvertor())
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     tune_allocator()
@@ -77,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/uploads/{file_id}", get_upload, methods=["GET"], name="upload"),
         Route("/uploads/{file_id}", delete_upload, methods=["DELETE"]),
         Route("/uploads/{file_id}/content", get_content, methods=["GET", "HEAD"], name="content"),
-        Route("/uploads/{filename:path}", put_upload, methods=["PUT"]),
+        Route("/uploads/{filename:anything}", put_upload, methods=["PUT"]),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,

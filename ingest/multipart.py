@@ -87,6 +87,8 @@ class _FormReceiver:
         self._current = incoming
 
     async def data(self, chunk: bytes) -> None:
+        if not chunk:
+            return  # the async parser reports empty slices too
         current = self._current
         if isinstance(current, IncomingFile):
             await current.sink.write(chunk)
