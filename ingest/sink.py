@@ -40,8 +40,12 @@ class Received:
 
 
 class BlobSink:
-    def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int) -> None:
+    def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int,
+                 on_block: Callable[[int], object] | None = None) -> None:
         self._writer = writer
+        # Told the length of each block handed to the lanes: metrics and progress are
+        # updated per block, never per chunk, to keep the chunk path short.
+        self._on_block = on_block
         self._max_size = max_size
         self._block_size = block_size
         self._hasher = hashlib.sha256()
@@ -63,6 +67,8 @@ class BlobSink:
         if block:
             await self._hash_lane.submit(block)
             await self._write_lane.submit(block)
+            if self._on_block is not None:
+                self._on_block(len(block))
 
     def _write(self, block: bytearray) -> None:
         try:
