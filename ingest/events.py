@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -98,11 +99,14 @@ class Upload:
     started: float = field(default_factory=time.monotonic)
     ended: bool = False
     counted: bool = False  # whether metrics counted its start
+    sequence: int = 0      # events of this upload so far: receivers can restore their order
     _held: int = 0
     _next_progress: float = 0.0
 
     def payload(self) -> dict[str, Any]:
-        return {"id": self.id, "filename": self.filename, "size": self.size,
+        """The JSON every hook receives; each call numbers one more event of the upload."""
+        self.sequence += 1
+        return {"id": self.id, "sequence": self.sequence, "filename": self.filename, "size": self.size,
                 "expected_size": self.expected_size, "sha256": self.sha256,
                 "content_type": self.content_type, "metadata": self.metadata,
                 "client": self.client, "protocol": self.protocol, "request_id": self.request_id,
@@ -154,9 +158,9 @@ class EventHub:
         self.metrics = metrics
         self.targets = list(targets)
         self.policy = policy or DeliveryPolicy()
-        # The post-* queue exists only when some target is configured: see `_queue`.
-        self._send: MemoryObjectSendStream[tuple[HookTarget, HookEvent]] | None = None
-        self._receive: MemoryObjectReceiveStream[tuple[HookTarget, HookEvent]] | None = None
+        # The post-* queues exist once an event is queued or delivery starts: see `_queue`.
+        self._queues: list[tuple[MemoryObjectSendStream[tuple[HookTarget, HookEvent]],
+                                 MemoryObjectReceiveStream[tuple[HookTarget, HookEvent]]]] = []
 
     # --- the lifecycle ------------------------------------------------------------------
 
@@ -230,10 +234,11 @@ class EventHub:
     async def _blocking(self, event_type: str, upload: Upload) -> HookResponse | None:
         """Ask every target subscribed to a pre-* event, in turn, within `timeout` each."""
         changes: dict[str, Any] = {}
+        event: HookEvent | None = None
         for target in self.targets:
             if event_type not in target.events:
                 continue
-            event = HookEvent(event_type, upload.payload(), upload.forwarded_headers)
+            event = event or HookEvent(event_type, upload.payload(), upload.forwarded_headers)
             try:
                 with anyio.fail_after(self.policy.timeout):
                     answer = await target.deliver(event)
@@ -254,40 +259,38 @@ class EventHub:
 
     def _notify(self, event_type: str, upload: Upload) -> None:
         """Queue a post-* event for each subscribed target; never waits."""
+        event: HookEvent | None = None
         for target in self.targets:
             if event_type not in target.events:
                 continue
-            event = HookEvent(event_type, upload.payload(), upload.forwarded_headers)
+            event = event or HookEvent(event_type, upload.payload(), upload.forwarded_headers)
             try:
-                self._queue()[0].send_nowait((target, event))
+                self._queue(upload.id).send_nowait((target, event))
             except anyio.WouldBlock:
                 self._count(event_type, target, "dropped")
                 log.warning("hook queue full: %s event of %s for %s dropped", event_type, upload.id, target.name)
 
-    def _queue(self) -> tuple[MemoryObjectSendStream[tuple[HookTarget, HookEvent]],
-                              MemoryObjectReceiveStream[tuple[HookTarget, HookEvent]]]:
-        if self._send is None or self._receive is None:
-            self._send, self._receive = anyio.create_memory_object_stream[tuple[HookTarget, HookEvent]](
-                max_buffer_size=self.policy.queue_size)
-        return self._send, self._receive
+    def _queue(self, upload_id: str) -> MemoryObjectSendStream[tuple[HookTarget, HookEvent]]:
+        """The queue serving this upload: one per delivery task, chosen by upload id, so the
+        post-* events of one upload go out in order while different uploads go in parallel."""
+        if not self._queues:
+            size = max(1, self.policy.queue_size // DELIVERY_TASKS)
+            self._queues = [anyio.create_memory_object_stream[tuple[HookTarget, HookEvent]](max_buffer_size=size)
+                            for _ in range(DELIVERY_TASKS)]
+        return self._queues[zlib.crc32(upload_id.encode()) % DELIVERY_TASKS][0]
 
     async def deliver_forever(self) -> None:
-        """Serve the post-* queue; run it in the app's task group, call `close` after."""
+        """Serve the post-* queues; run it in the app's task group, call `close` after."""
         if not self.targets:
             return
-        _, receive = self._queue()
+        self._queue("")
         async with anyio.create_task_group() as workers:
-            for _ in range(DELIVERY_TASKS):
+            for _, receive in self._queues:
                 workers.start_soon(self._deliver_queued, receive)
 
     async def _deliver_queued(self, receive: MemoryObjectReceiveStream[tuple[HookTarget, HookEvent]]) -> None:
         async for target, event in receive:
             await self._deliver_with_retries(target, event)
-
-    def close(self) -> None:
-        for stream in (self._send, self._receive):
-            if stream is not None:
-                stream.close()
 
     async def _deliver_with_retries(self, target: HookTarget, event: HookEvent) -> None:
         delay = self.policy.backoff
@@ -308,8 +311,13 @@ class EventHub:
                 self._count(event.type, target, "delivered")
                 return
 
+    def close(self) -> None:
+        for send, receive in self._queues:
+            send.close()
+            receive.close()
+
     def pending(self) -> int:
-        return 0 if self._send is None else int(self._send.statistics().current_buffer_used)
+        return sum(send.statistics().current_buffer_used for send, _ in self._queues)
 
     async def drain(self, grace: float) -> None:
         """At shutdown: give queued events up to `grace` seconds to go out."""
