@@ -242,6 +242,9 @@ class EventHub:
             try:
                 with anyio.fail_after(self.policy.timeout):
                     answer = await target.deliver(event)
+            except HookRejected:
+                self._count(event_type, target, "delivered")
+                raise
             except Exception as error:
                 self._count(event_type, target, "failed")
                 log.warning("%s hook %s failed: %s", event_type, target.name, _describe(error))
