@@ -45,7 +45,8 @@ async def test_tokens_query_strings_and_progress_tokens_never_reach_the_log(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="ingest")
     async with app_client(settings.replace(tokens=("top-secret-token",))) as client:
-        await client.get("/uploads?X-Amz-Signature=presigned-secret", headers={"authorization": "Bearer top-secret-token"})
+        await client.get("/uploads?X-Amz-Signature=presigned-secret",
+                         headers={"authorization": "Bearer top-secret-token"})
         await client.get("/uploads", headers={"authorization": "Bearer wrong-secret-value"})
         await client.put("/uploads/a.bin?progress=progress-secret", content=b"x",
                          headers={"authorization": "Bearer top-secret-token"})
