@@ -204,12 +204,13 @@ async def _events(channel: Channel) -> AsyncIterator[dict[str, str]]:
         yield {"event": "failed", "data": json.dumps(
             {"status": 404, "error": "not_found", "detail": "no upload used this progress token"})}
         return
-    last: int | None = None
+    last: tuple[int, int] | None = None
     while True:
         ended = channel.ended.is_set()
         snapshot = channel.snapshot()
-        if snapshot["received"] != last or ended:
-            last = snapshot["received"]
+        # Only news is sent: bytes or finished files moved since the previous event.
+        if (snapshot["received"], snapshot["files_finished"]) != last:
+            last = (snapshot["received"], snapshot["files_finished"])
             yield {"event": "progress", "data": json.dumps(snapshot)}
         if ended:
             assert channel.result is not None
