@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from prometheus_client import Counter
 
 from ingest.errors import IngestError
 from ingest.metrics import Metrics
@@ -158,6 +159,7 @@ class EventHub:
         self.metrics = metrics
         self.targets = list(targets)
         self.policy = policy or DeliveryPolicy()
+        self._bytes_by_protocol: dict[str, Counter] = {}
         # The post-* queues exist once an event is queued or delivery starts: see `_queue`.
         self._queues: list[tuple[MemoryObjectSendStream[tuple[HookTarget, HookEvent]],
                                  MemoryObjectReceiveStream[tuple[HookTarget, HookEvent]]]] = []
@@ -184,7 +186,10 @@ class EventHub:
         """Bytes of the upload reached temporary storage. Called per block: keep it cheap."""
         upload.size += nbytes
         upload._held += nbytes
-        self.metrics.bytes_received.labels(upload.protocol).inc(nbytes)
+        counter = self._bytes_by_protocol.get(upload.protocol)
+        if counter is None:  # `labels()` costs a lookup under a lock: once per protocol
+            counter = self._bytes_by_protocol[upload.protocol] = self.metrics.bytes_received.labels(upload.protocol)
+        counter.inc(nbytes)
         self.metrics.temp_bytes.inc(nbytes)
         now = time.monotonic()
         if now >= upload._next_progress:
