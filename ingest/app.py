@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import openapi, operations
+from ingest import openapi, operations, tus
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -46,6 +46,7 @@ from ingest.multipart import receive_form
 from ingest.raw import receive_raw
 from ingest.storage.base import LocalFiles
 from ingest.storage.local import LocalStorage
+from ingest.storage.local_partials import LocalPartials
 from ingest.tuning import tune_allocator
 from ingest.uploads import UploadService
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None,
         await service.start()
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
+            background.start_soon(tus.sweep_periodically, app.state.tus)
             try:
                 yield
             finally:
@@ -105,7 +107,10 @@ def create_app(settings: Settings | None = None,
     app.state.service = service
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
-    operations.install_middleware(app, settings)
+    partials = LocalPartials(storage, settings.data_dir)
+    partials.prepare()
+    tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
+    operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
 
 

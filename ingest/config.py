@@ -55,6 +55,8 @@ class Settings:
     hook_progress_interval: float = _setting(1.0, "seconds between post-receive events of one upload")
     log_format: str = _setting("text", "log format: text (for a terminal) or json (one object per line)")
     access_log: bool = _setting(True, "log one line per request (replaces uvicorn's access log)")
+    tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
+    cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -102,6 +102,9 @@ class UploadService:
             for incoming in incoming_files:
                 if incoming.received is None:
                     await self.finish(incoming)
+                assert incoming.received is not None
+                incoming.upload.size = incoming.received.size
+                incoming.upload.sha256 = incoming.received.sha256
                 try:
                     _check_digest(incoming)
                 except DigestMismatch:
