@@ -109,7 +109,8 @@ async def test_metrics_follow_a_tus_upload_across_patches_and_a_termination(sett
         assert (await client.patch(location, content=b"a" * 2000,
                                    headers={**OCTETS, "upload-offset": "1000"})).status_code == 204
         other = (await client.post("/files/", headers={**TUS, "upload-length": "10"})).headers["location"]
-        assert (await client.patch(other, content=b"b" * 4, headers={**OCTETS, "upload-offset": "0"})).status_code == 204
+        assert (await client.patch(other, content=b"b" * 4,
+                                   headers={**OCTETS, "upload-offset": "0"})).status_code == 204
         assert (await client.delete(other, headers=TUS)).status_code == 204
         after = (await client.get("/metrics")).text
     assert value(middle, "ingest_uploads_in_progress", protocol="tus") == 1
