@@ -11,8 +11,10 @@ Hook names follow tusd's (https://tus.github.io/tusd/advanced-topics/hooks/):
 | post-finish | the file is stored and visible | no |
 | post-terminate | the upload ended without being stored (`error` says why), or a stored file was deleted | no |
 
-A protocol drives one `Upload` through an `EventHub`, in this order (tus calls it directly;
-multipart and raw bodies go through `UploadService`, which calls it for them)::
+A protocol drives one `Upload` through an `EventHub` (`UploadService.events`), in this order.
+Multipart and raw bodies get it from `UploadService.new_file/finish/commit/discard`; tus
+(`ingest/tus/service.py`) calls `create`, `counting` and `settled` itself and hands its
+`Upload` to `UploadService.commit` on an `IncomingFile`, which fires the finish events::
 
     upload = Upload(id=new_file_id(), protocol="tus", filename=..., content_type=...,
                     client=..., expected_size=...)
