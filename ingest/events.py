@@ -16,11 +16,13 @@ Multipart and raw bodies get it from `UploadService.new_file/finish/commit/disca
 (`ingest/tus/service.py`) calls `create`, `counting` and `settled` itself and hands its
 `Upload` to `UploadService.commit` on an `IncomingFile`, which fires the finish events::
 
-    upload = Upload(id=new_file_id(), protocol="tus", filename=..., content_type=...,
+    upload = Upload(id=upload_id, protocol="tus", filename=..., content_type=...,
                     client=..., expected_size=...)
     await hub.create(upload)            # pre-create (may raise HookRejected), post-create
     hub.received(upload, len(block))    # per block; metrics and rate-limited post-receive
-    upload.sha256 = ...                 # once every byte is in
+    body = hub.counting(upload, body, every=block_size)  # or let an iterator report them
+    hub.settled(upload, offset)         # a resumable upload dropped bytes it had counted
+    upload.size, upload.sha256 = ...    # once every byte is in
     await hub.finishing(upload)         # pre-finish (may raise HookRejected)
     hub.finished(upload)                # after the commit: post-finish
     hub.failed(upload, error)           # instead, on any failure: post-terminate
