@@ -107,6 +107,9 @@ def _loggable_path(path: str) -> str:
     # A progress token lets its holder watch an upload: keep it out of the log.
     if path.startswith("/uploads/progress/"):
         return "/uploads/progress/…"
+    # The path is percent-decoded: a client could put a newline in it and forge a log line.
+    if not path.isprintable():
+        return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in path)
     return path
 
 

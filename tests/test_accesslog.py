@@ -68,6 +68,17 @@ async def test_the_access_log_can_be_switched_off(settings: Settings, caplog: py
     assert access_fields(caplog) == [] and response.headers["x-request-id"]
 
 
+@pytest.mark.anyio
+async def test_a_path_with_a_newline_cannot_forge_a_log_line(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ingest.access")
+    async with app_client(settings) as client:
+        await client.put("/uploads/a%0A2026-01-01 INFO forged.bin", content=b"x")
+    [record] = [r for r in caplog.records if r.name == "ingest.access"]
+    assert "\n" not in record.getMessage()
+    assert record.fields["path"] == "/uploads/a\\x0a2026-01-01 INFO forged.bin"  # type: ignore[attr-defined]
+
+
 def test_the_json_formatter_writes_one_object_with_the_records_fields() -> None:
     record = logging.LogRecord("ingest.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
     record.fields = {"status": 200}
