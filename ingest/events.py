@@ -60,7 +60,6 @@ PRE_FINISH = "pre-finish"
 POST_FINISH = "post-finish"
 POST_TERMINATE = "post-terminate"
 EVENTS = (PRE_CREATE, POST_CREATE, POST_RECEIVE, PRE_FINISH, POST_FINISH, POST_TERMINATE)
-BLOCKING = (PRE_CREATE, PRE_FINISH)
 
 DELIVERY_TASKS = 4  # post-* deliveries in flight at once
 

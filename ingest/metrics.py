@@ -13,7 +13,6 @@ The hot path is `received`, once per block (1 MiB by default), never per chunk.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -67,7 +66,7 @@ class Metrics:
             "ingest_upload_size_bytes", "Size of stored uploads", ["protocol"],
             buckets=SIZE_BUCKETS, registry=target)
         self.duration = Histogram(
-            "ingest_upload_duration_seconds", "Time from an upload's first byte to its commit",
+            "ingest_upload_duration_seconds", "Time from an upload's start (tus: its creation) to its commit",
             ["protocol"], buckets=DURATION_BUCKETS, registry=target)
         self.digest_mismatches = Counter(
             "ingest_digest_mismatches", "Uploads whose bytes did not have the SHA-256 the client gave",
@@ -101,5 +100,3 @@ def multiprocess_registry() -> CollectorRegistry:
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
     return merged
 
-
-Observer = Callable[[int], None]
