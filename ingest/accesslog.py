@@ -17,6 +17,7 @@ import re
 import time
 from typing import Any
 
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.context import (
@@ -34,9 +35,13 @@ MAX_ERROR_BODY = 4096  # bytes of an error answer read to find its code
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp, *, enabled: bool = True, forward_headers: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, enabled: bool = True, forward_headers: tuple[str, ...] = (),
+                 requests: Counter | None = None) -> None:
         self.app = app
         self.enabled = enabled
+        # Counts every request by protocol, outcome and error code, uploads refused before
+        # their first byte included (`ingest_requests_total`).
+        self.requests = requests
         self.forward_headers = {name.lower().encode("latin-1") for name in forward_headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,18 +89,21 @@ class AccessLog:
             await self.app(scope, counting_receive, counting_send)
         finally:
             reset_current_request(token)
+            outcome = "disconnected" if status is None else "ok" if status < 400 else "error"
+            error = _error_code(bytes(error_body)) if outcome == "error" else None
+            if self.requests is not None:
+                self.requests.labels(context.protocol, outcome, error or "").inc()
             if self.enabled:
                 self._log(scope, context, status, bytes_in, bytes_out,
-                          time.perf_counter() - started, bytes(error_body))
+                          time.perf_counter() - started, outcome, error)
 
     def _log(self, scope: Scope, context: RequestContext, status: int | None, bytes_in: int,
-             bytes_out: int, duration: float, error_body: bytes) -> None:
-        outcome = "disconnected" if status is None else "ok" if status < 400 else "error"
+             bytes_out: int, duration: float, outcome: str, error: str | None) -> None:
         fields: dict[str, Any] = {
             "request_id": context.request_id, "client": context.client, "method": scope["method"],
             "path": _loggable_path(scope["path"]), "protocol": context.protocol, "status": status,
             "bytes_in": bytes_in, "bytes_out": bytes_out, "duration_ms": round(duration * 1000, 1),
-            "outcome": outcome, "error": _error_code(error_body) if outcome == "error" else None}
+            "outcome": outcome, "error": error}
         access_log.info(
             "%s %s %s %s %s in=%d out=%d %.1fms %s%s", fields["request_id"], fields["client"],
             fields["method"], fields["path"], status if status is not None else "-", bytes_in, bytes_out,

@@ -71,6 +71,9 @@ class Metrics:
         self.digest_mismatches = Counter(
             "ingest_digest_mismatches", "Uploads whose bytes did not have the SHA-256 the client gave",
             ["protocol"], registry=target)
+        self.requests = Counter(
+            "ingest_requests", "HTTP requests by protocol, outcome (ok, error, disconnected) and error code",
+            ["protocol", "outcome", "error"], registry=target)
         self.hook_deliveries = Counter(
             "ingest_hook_deliveries", "Hook deliveries by event, target and outcome "
             "(delivered, failed after every retry, dropped because the queue was full)",

@@ -93,4 +93,6 @@ def install_middleware(app: Starlette, settings: Settings) -> None:
     innermost, behind authentication, so only authorised uploads claim a token."""
     app.state.progress = ProgressBoard()
     app.user_middleware.append(Middleware(ProgressMiddleware, board=app.state.progress))
-    app.add_middleware(AccessLog, enabled=settings.access_log, forward_headers=settings.hook_forward_headers)
+    events: EventHub = app.state.service.events
+    app.add_middleware(AccessLog, enabled=settings.access_log, forward_headers=settings.hook_forward_headers,
+                       requests=events.metrics.requests)

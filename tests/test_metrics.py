@@ -41,6 +41,18 @@ async def test_metrics_follow_a_stored_upload_and_a_rejected_one(settings: Setti
     assert value(after, "ingest_upload_duration_seconds_count", protocol="multipart") == 1
     assert value(after, "ingest_uploads_in_progress", protocol="raw") == 0
     assert value(after, "ingest_temp_bytes") == 0
+    assert value(after, "ingest_requests_total", protocol="raw", outcome="ok", error="") == 1
+    assert value(after, "ingest_requests_total", protocol="raw", outcome="error", error="digest_mismatch") == 1
+
+
+@pytest.mark.anyio
+async def test_a_request_refused_before_any_upload_began_is_counted(settings: Settings) -> None:
+    async with app_client(settings) as client:
+        response = await client.post("/uploads", content=b"x" * 50, headers={"content-type": "text/plain"})
+        assert response.status_code == 415
+        text = (await client.get("/metrics")).text
+    assert value(text, "ingest_requests_total", protocol="raw", outcome="error", error="unsupported_media_type") == 1
+    assert value(text, "ingest_uploads_started_total", protocol="raw") == 0
 
 
 @pytest.mark.anyio
