@@ -85,14 +85,19 @@ def test_a_separate_metrics_port_serves_them_without_auth(tmp_path: Path) -> Non
 
 
 def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--no-fsync", "--workers", "2")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    metrics_port = free_port()
+    server = start_server(tmp_path / "data", "--no-fsync", "--workers", "2", "--metrics-port", str(metrics_port),
+                          env={"TMPDIR": str(scratch)})
     try:
+        assert len(list(scratch.glob("ingest-metrics-*"))) == 1, "serve made one PROMETHEUS_MULTIPROC_DIR"
         uploads = 8
         for n in range(uploads):
-            # A new connection each time, so the kernel spreads them over both workers.
+            # A new connection each time, so the kernel may spread them over both workers.
             with httpx.Client() as client:
                 assert client.put(f"{server.url}/uploads/{n}.bin", content=os.urandom(MiB)).status_code == 201
-        text = httpx.get(server.url + "/metrics").text
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         # The multiprocess collector, not one worker's registry, answered: it has no *_created.
         assert "_created" not in text
         assert value(text, "ingest_uploads_finished_total", protocol="raw") == uploads
@@ -101,3 +106,4 @@ def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
     finally:
         stop_server(server)
     assert "Traceback" not in server.log()
+    assert list(scratch.glob("ingest-metrics-*")) == [], "the directory is removed when serve exits"
