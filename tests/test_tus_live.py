@@ -112,7 +112,6 @@ def test_tuspy_resumes_after_the_connection_drops_mid_patch(
     assert (item["filename"], item["sha256"]) == ("resumed.bin", digest)
 
 
-@TUSPY_LEAKS_FILES  # the files the tuspy tests above leave open may be collected during this one
 def test_a_stalled_connection_is_taken_over_by_the_reconnecting_client(live_server: LiveServer) -> None:
     body = os.urandom(24 * MiB)
     created = httpx.post(live_server.url + "/files/", headers={**TUS, "upload-length": str(len(body))})
