@@ -34,6 +34,11 @@ REQUEST_SPOOLED = "a client request body is buffered to a temporary file"
 RESPONSE_SPOOLED = "an upstream response is buffered to a temporary file"
 
 
+def find_nginx() -> str | None:
+    """The nginx binary; Debian installs it in /usr/sbin, which is not on every user's PATH."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

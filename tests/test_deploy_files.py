@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
+import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from jsonschema.validators import validator_for
 
 from ingest.config import Settings, parse_size
-from tests.conftest import LiveServer, free_port
-from tests.nginx import CONFIG_PATH, REPO, SITE_DIR
+from tests.conftest import IN_CI, LiveServer, free_port
+from tests.nginx import CONFIG_PATH, REPO, SITE_DIR, find_nginx
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -148,3 +153,36 @@ def test_every_nginx_directive_is_explained_by_a_comment() -> None:
             assert "#" in stripped.partition(";")[2], f"no comment for: {stripped}"
         if stripped:
             previous = stripped
+
+
+def compose_schema_errors(document: Any) -> list[str]:
+    # The Compose Specification's JSON schema, as vendored by check-jsonschema.
+    schema_file = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    validator = validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_schema_errors(compose) == []
+    # The control: a misspelt key is caught.
+    broken = yaml.safe_load(COMPOSE.read_text().replace("ipv4_address", "ipv4_adress", 1))
+    assert compose_schema_errors(broken) != []
+
+
+def test_nginx_accepts_the_config_with_the_compose_site_files(tmp_path: Path) -> None:
+    nginx = find_nginx()
+    if nginx is None:
+        pytest.fail("nginx is not installed; .ci/run must install it") if IN_CI else pytest.skip("no nginx")
+    # The compose files as they are, except the upstream's name `app`, which only Docker's DNS knows.
+    site = tmp_path / SITE_DIR
+    shutil.copytree(CONFIG_PATH.parent / "site", site)
+    upstream = (site / "upstream.conf").read_text()
+    (site / "upstream.conf").write_text(re.sub(r"server app:", "server 127.0.0.1:", upstream))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{ client_body_temp_path {tmp_path}/body; proxy_temp_path {tmp_path}/proxy;\n"
+        f"       include {CONFIG_PATH}; }}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr

@@ -27,7 +27,7 @@ import pytest
 
 from ingest.cli import KEEP_ALIVE_TIMEOUT
 from tests.conftest import IN_CI, LiveServer, start_server, stop_server, temp_files
-from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, start_nginx
+from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -35,8 +35,7 @@ GiB = 1024 * MiB
 
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
-    # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
-    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    path = find_nginx()
     if path is None:
         if IN_CI:
             pytest.fail("nginx is not installed; .ci/run must install it")
@@ -374,7 +373,7 @@ def download_with_a_pause(proxy: Nginx, url: str) -> tuple[str, bool]:
     with httpx.stream("GET", url, timeout=60) as response:
         stream = response.iter_bytes(64 * 1024)
         digest.update(next(stream))
-        spooled = _wait_for(lambda: bool(proxy.spooled_files()), timeout=2.0)
+        spooled = _wait_for(lambda: bool(proxy.spooled_files()), timeout=4.0)
         for block in stream:
             digest.update(block)
     return digest.hexdigest(), spooled
