@@ -1,0 +1,204 @@
+"""The upload page in a real headless Chromium (Debian's), against a real uvicorn server.
+
+Playwright drives /usr/bin/chromium; `playwright install` is never run. Every wait carries an
+explicit timeout sized for what it waits for; none of them is a speed assertion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import LiveServer, require_tool, start_server, stop_server
+
+MiB = 1024 * 1024
+SECOND = 1000  # Playwright timeouts are in milliseconds
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic"]
+
+# Generous bounds for a loopback upload on two busy cores; they only stop a hung test.
+PAGE_LOAD_TIMEOUT = 30 * SECOND
+BIG_UPLOAD_TIMEOUT = 300 * SECOND
+SMALL_UPLOAD_TIMEOUT = 60 * SECOND
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = require_tool("chromium")  # Debian's /usr/bin/chromium; fails under CI=true if missing
+    chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@dataclass
+class Session:
+    """One browser context (fresh localStorage and sessionStorage) on one page."""
+
+    context: BrowserContext
+    page: Page
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def open(self, url: str) -> None:
+        self.page.goto(url, timeout=PAGE_LOAD_TIMEOUT)
+        self.page.wait_for_selector("body[data-ready]", state="attached", timeout=PAGE_LOAD_TIMEOUT)
+
+    def choose(self, *paths: Path) -> None:
+        # A file path, not a buffer: Playwright refuses buffers over 50 MB.
+        self.page.set_input_files("#files", [str(p) for p in paths], timeout=PAGE_LOAD_TIMEOUT)
+
+    def job(self, name: str) -> Any:
+        return self.page.locator(f'li.job[data-name="{name}"]')
+
+    def wait_for_state(self, name: str, state: str, timeout: float) -> None:
+        self.page.wait_for_selector(f'li.job[data-name="{name}"][data-state="{state}"]', timeout=timeout)
+
+    def wait_for_progress(self, name: str, at_least: int, timeout: float) -> None:
+        self.page.wait_for_function(
+            """([name, least]) => {
+                const job = [...document.querySelectorAll('li.job')].find(li => li.dataset.name === name);
+                return job && job.querySelector('progress').value >= least;
+            }""", arg=[name, at_least], timeout=timeout, polling=50)
+
+    def wait_for_listed(self, name: str, timeout: float) -> Any:
+        row = self.page.locator("#stored tbody tr", has_text=name)
+        row.first.wait_for(timeout=timeout)
+        return row
+
+    def count(self, method: str, path_part: str) -> int:
+        return sum(1 for m, url in self.requests if m == method and path_part in url)
+
+
+@pytest.fixture
+def session(browser: Browser) -> Iterator[Session]:
+    context = browser.new_context(accept_downloads=False)
+    page = context.new_page()
+    page.set_default_timeout(PAGE_LOAD_TIMEOUT)
+    opened = Session(context, page)
+    page.on("request", lambda request: opened.requests.append((request.method, request.url)))
+    page.on("pageerror", lambda error: opened.errors.append(str(error)))
+    yield opened
+    context.close()
+    assert opened.errors == [], f"the page raised: {opened.errors}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    running = start_server(tmp_path / "data", "--no-fsync")
+    yield running
+    stop_server(running)
+
+
+def make_file(path: Path, size: int) -> str:
+    """Random bytes, no two MiB alike; returns the sha256."""
+    digest = hashlib.sha256()
+    block = os.urandom(MiB)
+    with path.open("wb") as out:
+        for index in range(0, size, MiB):
+            chunk = (index.to_bytes(8, "big") + block[8:])[: size - index]
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def file_200_mib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    path = tmp_path_factory.mktemp("browser") / "video-200MiB.bin"
+    digest = make_file(path, 200 * MiB + 12_345)
+    yield path, digest
+    path.unlink()
+
+
+def listed(server: LiveServer, headers: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    items = httpx.get(server.url + "/uploads", headers=headers, timeout=10).json()["items"]
+    return {item["filename"]: item for item in items}
+
+
+def sha256_on_disk(server: LiveServer, file_id: str) -> str:
+    digest = hashlib.sha256()
+    with (server.data_dir / "files" / file_id[:2] / file_id).open("rb") as stored:
+        while block := stored.read(4 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- multipart fallback -----------------------------------------------------------------------
+
+def test_page_uploads_a_file_by_multipart_and_lists_it(server: LiveServer, session: Session,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "report.pdf"
+    digest = make_file(path, 24 * MiB + 7)
+    session.open(server.url + "/?protocol=multipart")
+    assert session.page.get_attribute("body", "data-protocol") == "multipart"
+    session.choose(path)
+    session.wait_for_state("report.pdf", "done", SMALL_UPLOAD_TIMEOUT)
+    row = session.wait_for_listed("report.pdf", SMALL_UPLOAD_TIMEOUT)
+    assert digest in row.inner_text()
+    stored = listed(server)["report.pdf"]
+    assert stored["sha256"] == digest and stored["size"] == 24 * MiB + 7
+    assert sha256_on_disk(server, stored["id"]) == digest
+    assert session.count("POST", "/uploads") == 1
+
+
+def test_page_shows_the_servers_words_when_a_multipart_upload_is_too_large(
+        tmp_path: Path, session: Session) -> None:
+    server = start_server(tmp_path / "data", "--no-fsync", "--max-request-size", "1MiB")
+    try:
+        path = tmp_path / "too-big.bin"
+        make_file(path, 3 * MiB)
+        session.open(server.url + "/?protocol=multipart")
+        session.choose(path)
+        session.wait_for_state("too-big.bin", "error", SMALL_UPLOAD_TIMEOUT)
+        error = session.job("too-big.bin").locator(".job-error").inner_text()
+        assert "exceeds the limit of 1048576 bytes (413)" in error
+        assert listed(server) == {}
+    finally:
+        stop_server(server)
+
+
+def test_page_asks_for_a_token_and_then_uploads_with_it(tmp_path: Path, session: Session) -> None:
+    server = start_server(tmp_path / "data", "--no-fsync", "--tokens", "right-token")
+    try:
+        path = tmp_path / "notes.txt"
+        digest = make_file(path, 2 * MiB)
+        session.open(server.url + "/")
+        token_field = session.page.get_by_label("This server needs a token")
+        token_field.wait_for(timeout=PAGE_LOAD_TIMEOUT)
+        assert "Bearer" in session.page.locator("#auth-status").inner_text()
+
+        token_field.fill("wrong-token")
+        session.page.get_by_role("button", name="Use token").click()
+        session.page.wait_for_function(
+            "document.querySelector('#stored-status').textContent.includes('(401)')", timeout=PAGE_LOAD_TIMEOUT)
+
+        token_field.fill("right-token")
+        session.page.get_by_role("button", name="Use token").click()
+        session.page.wait_for_selector("#auth-status:has-text('Token accepted')", timeout=PAGE_LOAD_TIMEOUT)
+        session.choose(path)
+        name = "notes.txt"
+        session.wait_for_state(name, "done", SMALL_UPLOAD_TIMEOUT)
+        session.wait_for_listed(name, SMALL_UPLOAD_TIMEOUT)
+        stored = listed(server, {"authorization": "Bearer right-token"})[name]
+        assert stored["sha256"] == digest
+        token = session.page.evaluate("sessionStorage.getItem('ingest.token')")
+        assert token == "right-token"
+    finally:
+        stop_server(server)
