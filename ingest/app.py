@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import browser, openapi
+from ingest import browser, openapi, tus
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await service.start()
         async with anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
+            background.start_soon(tus.sweep_periodically, app.state.tus)
             try:
                 yield
             finally:
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.service = service
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
+    tus.install(app, settings, service, storage)  # after auth: its middleware goes outside
     return app
 
 
