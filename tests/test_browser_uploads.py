@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, sync_playwright
 
 from tests.conftest import LiveServer, require_tool, start_server, stop_server
 
@@ -55,7 +56,17 @@ class Session:
     context: BrowserContext
     page: Page
     requests: list[tuple[str, str]] = field(default_factory=list)
+    offsets: list[tuple[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def throttle(self, upload_bytes_per_second: int) -> None:
+        """Slow the page's uploads (Chromium's own network emulation), so that a test can act
+        while an upload is surely in progress."""
+        cdp = self.context.new_cdp_session(self.page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1,
+            "uploadThroughput": upload_bytes_per_second})
 
     def open(self, url: str) -> None:
         self.page.goto(url, timeout=PAGE_LOAD_TIMEOUT)
@@ -95,6 +106,7 @@ def session(browser: Browser) -> Iterator[Session]:
     opened = Session(context, page)
     page.on("request", lambda request: opened.requests.append((request.method, request.url)))
     page.on("pageerror", lambda error: opened.errors.append(str(error)))
+    page.on("response", lambda response: record_offset(opened, response))
     yield opened
     context.close()
     assert opened.errors == [], f"the page raised: {opened.errors}"
@@ -105,6 +117,12 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     running = start_server(tmp_path / "data", "--no-fsync")
     yield running
     stop_server(running)
+
+
+def record_offset(session: Session, response: Response) -> None:
+    """The Upload-Offset the server announced in answer to each tus HEAD (where a resume starts)."""
+    if response.request.method == "HEAD" and "/files/" in response.url and response.ok:
+        session.offsets.append((response.url, int(response.headers["upload-offset"])))
 
 
 def make_file(path: Path, size: int) -> str:
@@ -200,5 +218,147 @@ def test_page_asks_for_a_token_and_then_uploads_with_it(tmp_path: Path, session:
         assert stored["sha256"] == digest
         token = session.page.evaluate("sessionStorage.getItem('ingest.token')")
         assert token == "right-token"
+    finally:
+        stop_server(server)
+
+
+# --- tus --------------------------------------------------------------------------------------
+
+def test_page_uploads_a_200_mib_file_through_tus_and_lists_it_with_its_sha256(
+        server: LiveServer, session: Session, file_200_mib: tuple[Path, str], tmp_path: Path) -> None:
+    path, digest = file_200_mib
+    session.open(server.url + "/")
+    assert session.page.get_attribute("body", "data-protocol") == "tus"
+    session.choose(path)
+    session.wait_for_state(path.name, "done", BIG_UPLOAD_TIMEOUT)
+    row = session.wait_for_listed(path.name, SMALL_UPLOAD_TIMEOUT)
+    assert digest in row.inner_text()
+    assert "200.0 MiB" in row.inner_text()
+    assert session.job(path.name).locator(".job-status").inner_text() == "100 % · uploaded"
+    assert session.page.locator("#total-progress").get_attribute("value") == "100"
+    assert session.page.locator("#total-text").inner_text().startswith("100 % · 1 of 1 files")
+
+    stored = listed(server)[path.name]
+    assert (stored["size"], stored["sha256"]) == (path.stat().st_size, digest)
+    assert sha256_on_disk(server, stored["id"]) == digest
+    assert session.count("POST", "/files/") == 1
+    assert session.count("POST", "/uploads") == 0
+    # The fingerprint is forgotten once the upload finished: nothing left to resume.
+    assert session.page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('tus::'))") == []
+
+    screenshot = tmp_path / "finished-page.png"
+    session.page.screenshot(path=str(screenshot), full_page=True)
+    print(f"screenshot of the finished page: {screenshot}")
+
+
+def test_page_uploads_two_files_at_once(server: LiveServer, session: Session, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    digests = {first.name: make_file(first, 24 * MiB), second.name: make_file(second, 16 * MiB + 1)}
+    session.throttle(16 * MiB)
+    session.open(server.url + "/")
+    session.choose(first, second)
+    # Both move at the same time: each has sent something before either has finished.
+    session.page.wait_for_function(
+        """() => { const jobs = [...document.querySelectorAll('li.job')];
+                   return jobs.length === 2 && jobs.every(li => li.dataset.state === 'uploading'
+                                                          && li.querySelector('progress').value > 0); }""",
+        timeout=SMALL_UPLOAD_TIMEOUT, polling=20)
+    for name in digests:
+        session.wait_for_state(name, "done", SMALL_UPLOAD_TIMEOUT)
+        session.wait_for_listed(name, SMALL_UPLOAD_TIMEOUT)
+    stored = listed(server)
+    assert {name: stored[name]["sha256"] for name in digests} == digests
+    assert session.page.locator("#total-text").inner_text().startswith("100 % · 2 of 2 files")
+
+
+def test_page_resumes_a_tus_upload_after_the_server_restarts_mid_way(
+        tmp_path: Path, session: Session) -> None:
+    path = tmp_path / "survivor.bin"
+    digest = make_file(path, 48 * MiB)
+    server = start_server(tmp_path / "data", "--no-fsync")
+    try:
+        session.throttle(8 * MiB)
+        session.open(server.url + "/")
+        session.choose(path)
+        session.wait_for_progress(path.name, 30, SMALL_UPLOAD_TIMEOUT)
+        stop_server(server, signal.SIGKILL)  # a crash, mid-PATCH
+        session.wait_for_state(path.name, "retrying", SMALL_UPLOAD_TIMEOUT)
+        assert "connection lost" in session.job(path.name).locator(".job-status").inner_text()
+        server = start_server(tmp_path / "data", "--no-fsync", port=server.port)
+        session.wait_for_state(path.name, "done", SMALL_UPLOAD_TIMEOUT)
+        session.wait_for_listed(path.name, SMALL_UPLOAD_TIMEOUT)
+        stored = listed(server)[path.name]
+        assert stored["sha256"] == digest
+        assert sha256_on_disk(server, stored["id"]) == digest
+        # One creation only, and the retry continued from what the server had kept (ingest keeps
+        # the bytes of an interrupted PATCH, so this is where the stream was cut, not 0).
+        assert session.count("POST", "/files/") == 1
+        assert session.offsets and min(offset for _, offset in session.offsets) > 0
+    finally:
+        stop_server(server)
+
+
+def test_page_resumes_a_tus_upload_after_a_reload_when_the_file_is_chosen_again(
+        server: LiveServer, session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "reloaded.bin"
+    digest = make_file(path, 48 * MiB)
+    session.throttle(8 * MiB)
+    session.open(server.url + "/")
+    session.choose(path)
+    session.wait_for_progress(path.name, 40, SMALL_UPLOAD_TIMEOUT)
+    session.page.reload(timeout=PAGE_LOAD_TIMEOUT)
+    session.page.wait_for_selector("body[data-ready]", state="attached", timeout=PAGE_LOAD_TIMEOUT)
+    unfinished = session.page.locator("#unfinished")
+    unfinished.wait_for(timeout=PAGE_LOAD_TIMEOUT)
+    assert path.name in unfinished.inner_text()
+
+    session.choose(path)
+    session.wait_for_state(path.name, "done", SMALL_UPLOAD_TIMEOUT)
+    session.wait_for_listed(path.name, SMALL_UPLOAD_TIMEOUT)
+    assert listed(server)[path.name]["sha256"] == digest
+    assert session.count("POST", "/files/") == 1
+    assert session.offsets and session.offsets[-1][1] > 0  # resumed, not restarted
+    assert unfinished.is_hidden()
+
+
+def test_page_pauses_resumes_and_cancels_each_file(server: LiveServer, session: Session, tmp_path: Path) -> None:
+    kept, dropped = tmp_path / "kept.bin", tmp_path / "dropped.bin"
+    digest = make_file(kept, 40 * MiB)
+    make_file(dropped, 40 * MiB)
+    session.throttle(8 * MiB)
+    session.open(server.url + "/")
+    session.choose(kept, dropped)
+    session.wait_for_progress(kept.name, 10, SMALL_UPLOAD_TIMEOUT)
+    session.page.get_by_role("button", name=f"Pause {kept.name}").click()
+    session.wait_for_state(kept.name, "paused", SMALL_UPLOAD_TIMEOUT)
+    session.page.get_by_role("button", name=f"Cancel {dropped.name}").click()
+    session.wait_for_state(dropped.name, "cancelled", SMALL_UPLOAD_TIMEOUT)
+    session.page.wait_for_function(
+        "() => Object.keys(localStorage).filter(k => k.startsWith('tus::')).length === 1",
+        timeout=SMALL_UPLOAD_TIMEOUT)
+
+    session.page.get_by_role("button", name=f"Resume {kept.name}").click()
+    session.wait_for_state(kept.name, "done", SMALL_UPLOAD_TIMEOUT)
+    session.wait_for_listed(kept.name, SMALL_UPLOAD_TIMEOUT)
+    stored = listed(server)
+    assert stored[kept.name]["sha256"] == digest
+    assert dropped.name not in stored
+    assert session.count("DELETE", "/files/") == 1  # the cancelled upload is terminated on the server
+    assert session.count("POST", "/files/") == 2
+    assert session.offsets and session.offsets[-1][1] > 0  # resumed, not restarted
+
+
+def test_page_shows_the_servers_words_when_a_tus_upload_is_too_large(tmp_path: Path, session: Session) -> None:
+    server = start_server(tmp_path / "data", "--no-fsync", "--max-file-size", "1MiB")
+    try:
+        path = tmp_path / "huge.iso"
+        make_file(path, 3 * MiB)
+        session.open(server.url + "/")
+        session.choose(path)
+        session.wait_for_state(path.name, "error", SMALL_UPLOAD_TIMEOUT)
+        error = session.job(path.name).locator(".job-error").inner_text()
+        assert "1048576 bytes (413)" in error, error
+        assert session.page.get_by_role("button", name=f"Retry {path.name}").is_visible()
+        assert listed(server) == {}
     finally:
         stop_server(server)
