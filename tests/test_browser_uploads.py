@@ -218,6 +218,9 @@ def test_page_asks_for_a_token_and_then_uploads_with_it(tmp_path: Path, session:
         assert stored["sha256"] == digest
         token = session.page.evaluate("sessionStorage.getItem('ingest.token')")
         assert token == "right-token"
+        # Once the token was accepted the page found the tus endpoint and sent the token there too.
+        assert session.page.get_attribute("body", "data-protocol") == "tus"
+        assert session.count("POST", "/files/") == 1
     finally:
         stop_server(server)
 
@@ -357,8 +360,48 @@ def test_page_shows_the_servers_words_when_a_tus_upload_is_too_large(tmp_path: P
         session.choose(path)
         session.wait_for_state(path.name, "error", SMALL_UPLOAD_TIMEOUT)
         error = session.job(path.name).locator(".job-error").inner_text()
-        assert "1048576 bytes (413)" in error, error
+        assert error == "Upload-Length 3145728 exceeds the limit of 1048576 bytes (413)"
         assert session.page.get_by_role("button", name=f"Retry {path.name}").is_visible()
         assert listed(server) == {}
     finally:
         stop_server(server)
+
+
+def test_files_dropped_on_the_page_are_uploaded_then_downloaded_and_deleted_from_the_list(
+        server: LiveServer, browser: Browser, tmp_path: Path) -> None:
+    context = browser.new_context(accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/", timeout=PAGE_LOAD_TIMEOUT)
+        page.wait_for_selector("body[data-ready]", state="attached", timeout=PAGE_LOAD_TIMEOUT)
+        # A drop as the browser delivers it: a DataTransfer holding File objects.
+        page.evaluate("""() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["hello from a drop\\n"], "dropped-a.txt", {type: "text/plain"}));
+            transfer.items.add(new File([new Uint8Array(300000).fill(7)], "dropped-b.bin"));
+            const zone = document.querySelector('#dropzone');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }
+        }""")
+        for name in ("dropped-a.txt", "dropped-b.bin"):
+            page.wait_for_selector(f'li.job[data-name="{name}"][data-state="done"]', timeout=SMALL_UPLOAD_TIMEOUT)
+        page.locator("#stored tbody tr", has_text="dropped-b.bin").wait_for(timeout=SMALL_UPLOAD_TIMEOUT)
+        assert listed(server)["dropped-a.txt"]["sha256"] == hashlib.sha256(b"hello from a drop\n").hexdigest()
+
+        with page.expect_download(timeout=SMALL_UPLOAD_TIMEOUT) as download_info:
+            page.get_by_role("link", name="Download dropped-b.bin").click()
+        download = download_info.value
+        assert download.suggested_filename == "dropped-b.bin"
+        saved = tmp_path / "downloaded.bin"
+        download.save_as(saved)
+        assert saved.read_bytes() == bytes([7]) * 300000
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Delete dropped-a.txt").click()
+        page.locator("#stored tbody tr", has_text="dropped-a.txt").wait_for(state="detached",
+                                                                             timeout=SMALL_UPLOAD_TIMEOUT)
+        assert set(listed(server)) == {"dropped-b.bin"}
+        assert page.locator("#announcer").inner_text() == "dropped-a.txt deleted"
+    finally:
+        context.close()
