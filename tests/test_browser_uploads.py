@@ -372,6 +372,7 @@ def test_files_dropped_on_the_page_are_uploaded_then_downloaded_and_deleted_from
     context = browser.new_context(accept_downloads=True)
     try:
         page = context.new_page()
+        page.set_default_timeout(PAGE_LOAD_TIMEOUT)
         page.goto(server.url + "/", timeout=PAGE_LOAD_TIMEOUT)
         page.wait_for_selector("body[data-ready]", state="attached", timeout=PAGE_LOAD_TIMEOUT)
         # A drop as the browser delivers it: a DataTransfer holding File objects.
