@@ -49,6 +49,15 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+@pytest.fixture(autouse=True)
+def remove_big_files(tmp_path: Path) -> Iterator[None]:
+    """Leave only screenshots and logs behind: the generated and stored files take hundreds of MiB."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix not in {".png", ".log"}:
+            path.unlink()
+
+
 @dataclass
 class Session:
     """One browser context (fresh localStorage and sessionStorage) on one page."""
