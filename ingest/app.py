@@ -44,6 +44,7 @@ from ingest.multipart import receive_form
 from ingest.raw import receive_raw
 from ingest.storage.base import LocalFiles
 from ingest.storage.local import LocalStorage
+from ingest.storage.local_partials import LocalPartials
 from ingest.tuning import tune_allocator
 from ingest.uploads import UploadService
 
@@ -101,7 +102,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.service = service
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
-    tus.install(app, settings, service, storage)  # after auth: its middleware goes outside
+    partials = LocalPartials(storage, settings.data_dir)
+    partials.prepare()
+    tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
     return app
 
 

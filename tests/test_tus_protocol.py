@@ -454,3 +454,17 @@ async def test_method_override_lets_a_post_act_as_patch(client: httpx.AsyncClien
     response = await client.post(url, content=b"abc", headers={
         **OCTETS, "upload-offset": "0", "x-http-method-override": "PATCH"})
     assert (response.status_code, response.headers["upload-offset"]) == (204, "3")
+
+
+async def test_an_upload_written_by_another_process_answers_423(settings: Settings) -> None:
+    async with app_client(settings) as client:
+        url = await create(client, 10)
+        tus = client._transport.app.state.tus  # type: ignore[attr-defined]
+        session = tus.storage.open_partial(url.rsplit("/", 1)[1])  # as a sibling worker would
+        try:
+            response = await patch(client, url, 0, b"abc")
+        finally:
+            session.close()
+        assert (response.status_code, response.json()["error"]) == (423, "upload_locked")
+        assert response.headers["retry-after"] == "1"
+        assert (await patch(client, url, 0, b"abc")).status_code == 204

@@ -1,7 +1,7 @@
 """Resumable uploads: the tus 1.0.0 protocol (https://tus.io/protocols/resumable-upload).
 
-`install` is all the composition root needs: it builds the partial-upload storage next to the
-blob storage, the service, the routes under `/files/`, and the middleware (tus headers, CORS).
+`install` is all the composition root needs besides picking the partial-upload store: it
+builds the service, the routes under `/files/`, and the middleware (tus headers, CORS).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
 from ingest.config import Settings
-from ingest.storage.local import LocalStorage
-from ingest.storage.local_partials import LocalPartials
+from ingest.storage.base import ResumableStorage
 from ingest.tus.http import EXPOSED_HEADERS, METHODS, REQUEST_HEADERS, TusProtocol, routes
 from ingest.tus.service import TusService
 from ingest.uploads import UploadService
@@ -24,11 +23,9 @@ log = logging.getLogger("ingest.tus")
 __all__ = ["TusService", "install", "sweep_periodically"]
 
 
-def install(app: Starlette, settings: Settings, uploads: UploadService, storage: LocalStorage) -> None:
+def install(app: Starlette, settings: Settings, uploads: UploadService, partials: ResumableStorage) -> None:
     """Add the tus endpoint. Call after any auth middleware, so that CORS preflights (answered
     by the outermost CORS middleware) need no token and every 401 still carries tus headers."""
-    partials = LocalPartials(storage, settings.data_dir)
-    partials.prepare()
     app.state.tus = TusService(settings, uploads, partials)
     app.router.routes.extend(routes())
     app.add_middleware(TusProtocol)
