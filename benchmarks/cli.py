@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=8, help="uploads at once in 'concurrent' (default 8)")
     parser.add_argument("--concurrent-size", default="512MiB", help="size of each concurrent upload")
     parser.add_argument("--adversarial-size", default="256MiB", help="size of the CRLF-dense file part")
-    parser.add_argument("--scenarios", default="single", help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
     parser.add_argument("--contenders", default="all", help="comma-separated names, or 'all' (see --list)")
     parser.add_argument("--client", choices=("curl", "httpx"), default="curl")
     parser.add_argument("--work-dir", type=Path, default=CACHE_DIR / "work",
@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.quick:
         args.size, args.repeat = "64MiB", 1
+        if args.scenarios == ",".join(SCENARIOS):
+            args.scenarios = "single"
         if args.contenders == "all":
             args.contenders = QUICK_CONTENDERS
     names = list(REGISTRY) if args.contenders == "all" else [n.strip() for n in args.contenders.split(",")]
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_run(run: Run) -> None:
     if run.ok:
         rss = (run.peak_rss_bytes or 0) / 1024**2
-        print(f"{run.scenario:18} {run.contender:24} {report.size_text(run.size):>8} ×{run.uploads} "
+        print(f"{run.scenario:18} {run.contender:24} {report.size_text(run.size):>8} x{run.uploads} "
               f"{run.throughput_mb_s:8.0f} MB/s {run.cpu_s_per_gib:6.2f} CPU-s/GiB {rss:6.0f} MiB RSS "
               f"{run.write_bytes_per_byte:5.2f} disk B/B  load {run.load_average[0]}", flush=True)
     else:

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benchmarks.report import MiB, rows_of, size_text  # noqa: E402
+from benchmarks.report import MiB, rows_of, size_text
 
 
 def plot_all(result: dict[str, Any], directory: Path, stem: str) -> list[Path]:
@@ -21,7 +21,8 @@ def plot_all(result: dict[str, Any], directory: Path, stem: str) -> list[Path]:
         for size in sorted({row.size for row in rows if row.scenario == scenario}):
             group = [row for row in rows if row.scenario == scenario and row.size == size and row.ok_runs]
             if group:
-                written.append(_throughput(group, directory / f"{stem}-{scenario}-{size_text(size).replace(' ', '')}.png"))
+                name = f"{stem}-{scenario}-{size_text(size).replace(' ', '')}.png"
+                written.append(_throughput(group, directory / name))
     single = [row for row in rows if row.scenario == "single" and row.ok_runs]
     if single:
         written.append(_rss_by_size(single, directory / f"{stem}-rss.png"))
@@ -39,7 +40,7 @@ def _throughput(group: list[Any], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
     axes.barh(names, medians, xerr=[lower, upper], color=colours, capsize=3)
     first = group[0]
-    axes.set_title(f"{first.scenario}: {first.uploads} × {size_text(first.size)} upload, median MB/s (min–max)")
+    axes.set_title(f"{first.scenario}: {first.uploads} x {size_text(first.size)} upload, median MB/s (min-max)")
     axes.set_xlabel("MB/s (client wall time)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -55,7 +55,7 @@ def size_text(size: int) -> str:
 
 
 def _number(value: float | None, digits: int = 0) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -70,7 +70,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"({machine['data_filesystem']['mount_point']}); client {result['client']}; load average "
         f"{machine['load_average_at_start']} at start, {result['load_average_at_end']} at end.",
         "",
-        "MB/s = 10^6 bytes per second of client wall time, median of the valid runs (min–max). "
+        "MB/s = 10^6 bytes per second of client wall time, median of the valid runs (min-max). "
         "CPU = user+sys seconds of all server processes per GiB stored. RSS = peak resident memory "
         "(VmHWM) of the server processes. Disk = write_bytes of the server per byte stored. "
         f"Ratios are of median MB/s, against `{UPLOADFILE_BASELINE}` (the UploadFile baseline) and "
@@ -80,7 +80,7 @@ def markdown(result: dict[str, Any]) -> str:
     for scenario in dict.fromkeys(row.scenario for row in rows):
         for size, uploads in dict.fromkeys((row.size, row.uploads) for row in rows if row.scenario == scenario):
             group = [row for row in rows if row.scenario == scenario and row.size == size and row.uploads == uploads]
-            title = f"{uploads} × {size_text(size)}"
+            title = f"{uploads} x {size_text(size)}"
             if scenario == "adversarial-stall":
                 dense = group[0].runs[0]["extra"].get("adversarial_size")
                 title += (" normal uploads, alone, then beside one CRLF-dense upload"
@@ -113,7 +113,7 @@ def _table(group: list[Row], *, stall: bool) -> list[str]:
                          f"{_number(median_of('normal_with_adversarial_mb_s'))} | "
                          f"{_number(median_of('adversarial_mb_s'))} | {len(row.ok_runs)}/{len(row.runs)} |")
         return lines
-    header = ["contender", "MB/s", "min–max", "× UploadFile", "× raw bound", "CPU-s/GiB", "peak RSS MiB",
+    header = ["contender", "MB/s", "min-max", "x UploadFile", "x raw bound", "CPU-s/GiB", "peak RSS MiB",
               "disk B/B", "sha256 ok"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in group:
@@ -122,9 +122,9 @@ def _table(group: list[Row], *, stall: bool) -> list[str]:
         rss = row.median("peak_rss_bytes")
         cells = [
             f"`{row.contender}`", _number(throughput),
-            f"{spread[0]:,.0f}–{spread[1]:,.0f}" if spread else "–",
-            _number(throughput / baseline, 2) if throughput and baseline else "–",
-            _number(throughput / bound, 2) if throughput and bound else "–",
+            f"{spread[0]:,.0f}-{spread[1]:,.0f}" if spread else "-",
+            _number(throughput / baseline, 2) if throughput and baseline else "-",
+            _number(throughput / bound, 2) if throughput and bound else "-",
             _number(row.median("cpu_s_per_gib"), 2), _number(rss / MiB if rss else None),
             _number(row.median("write_bytes_per_byte"), 2), f"{len(row.ok_runs)}/{len(row.runs)}",
         ]

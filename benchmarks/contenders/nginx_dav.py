@@ -41,4 +41,5 @@ def nginx_dav_command(launch: Launch, *, body_buffer: str | None) -> ServerComma
         user="user root;\n" if os.geteuid() == 0 else "",
         workdir=launch.workdir, store=store, port=launch.port,
         buffer=f"client_body_buffer_size {body_buffer};" if body_buffer else "# default body buffer"))
-    return ServerCommand(["nginx", "-p", str(launch.workdir), "-c", str(config), "-e", str(launch.workdir / "error.log")])
+    error_log = str(launch.workdir / "error.log")
+    return ServerCommand(["nginx", "-p", str(launch.workdir), "-c", str(config), "-e", error_log])
