@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -92,3 +93,23 @@ register(Contender(
     settings="no fsync (page cache), as the servers",
     local=lambda source, target: ["dd", f"if={source}", f"of={target}", "bs=1M", "status=none"],
     stored=lambda workdir: _files_under(workdir / "store"), requires=("dd",)))
+
+# --- ingest under granian (a Rust HTTP server), when installed: is it worth offering? -------
+
+def _granian(fsync: bool) -> Callable[[Launch], ServerCommand]:
+    def launch_granian(launch: Launch) -> ServerCommand:
+        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                "--port", str(launch.port), "--workers", "1", "--loop", "uvloop", "--no-ws",
+                "--log-level", "warning", "ingest.app:create_app"]
+        return ServerCommand(argv, {"INGEST_DATA_DIR": str(launch.workdir / "data"),
+                                    "INGEST_FSYNC": "true" if fsync else "false"})
+    return launch_granian
+
+
+if importlib.util.find_spec("granian") is not None:
+    for _fsync in (True, False):
+        register(Contender(
+            name="ingest-multipart-granian" + ("" if _fsync else "-nofsync"), mode="multipart", url_path="/uploads",
+            description="ingest POST /uploads under granian (ASGI, uvloop, one worker) instead of uvicorn",
+            settings=f"sha256 on, fsync {'on' if _fsync else 'off'}", health_path="/healthz", stored=_ingest_files,
+            launch=_granian(_fsync)))
