@@ -41,6 +41,8 @@ class Settings:
     proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
     forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
     temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")
+    tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
+    cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

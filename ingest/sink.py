@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -34,6 +35,7 @@ BY_REFERENCE = 64 * 1024  # chunks at least this big join a block by reference, 
 
 # One block: the chunks gathered for one hash step and one write step, in order.
 Block = list[bytes | bytearray]
+Item = TypeVar("Item")  # what one lane's work takes: a Block here, a bytearray for tus
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class BlobSink:
         self._hasher = hashlib.sha256()
         self._block: Block = []
         self._block_bytes = 0
-        self._hash_lane = OrderedLane(self._hash)
-        self._write_lane = OrderedLane(self._write)
+        self._hash_lane: OrderedLane[Block] = OrderedLane(self._hash)
+        self._write_lane: OrderedLane[Block] = OrderedLane(self._write)
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
@@ -114,16 +116,16 @@ class BlobSink:
             await anyio.to_thread.run_sync(self._writer.abort)
 
 
-class OrderedLane:
+class OrderedLane(Generic[Item]):
     """Runs `work(item)` for each submitted item, in order, on the shared I/O threads.
 
     One thread hop serves a burst of queued items rather than one item, and at most
     LANE_DEPTH items wait: `submit` awaits room beyond that.
     """
 
-    def __init__(self, work: Callable[[Block], object]) -> None:
+    def __init__(self, work: Callable[[Item], object]) -> None:
         self._work = work
-        self._queue: deque[Block] = deque()
+        self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self._running = False
         self._error: BaseException | None = None
@@ -132,7 +134,7 @@ class OrderedLane:
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
 
-    async def submit(self, item: Block) -> None:
+    async def submit(self, item: Item) -> None:
         self._raise_error()
         while len(self._queue) >= LANE_DEPTH:
             await self._wait()
