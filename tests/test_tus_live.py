@@ -76,7 +76,6 @@ def test_tuspy_uploads_256_mib_in_chunks_with_checksums(
     [item] = stored(live_server)
     assert (item["filename"], item["size"], item["sha256"], item["content_type"]) == (
         "big.bin", path.stat().st_size, digest, "application/x-test")
-    gc.collect()  # close tuspy's leaked files now, under this test's filter, not in the next test
 
 
 @TUSPY_LEAKS_FILES
@@ -111,7 +110,6 @@ def test_tuspy_resumes_after_the_connection_drops_mid_patch(
         gc.collect()
     [item] = stored(live_server)
     assert (item["filename"], item["sha256"]) == ("resumed.bin", digest)
-    gc.collect()  # tuspy's leaked files sit in exception cycles: collect them under this filter
 
 
 def test_a_stalled_connection_is_taken_over_by_the_reconnecting_client(live_server: LiveServer) -> None:
