@@ -80,12 +80,12 @@ class BlobSink:
 
     async def _flush(self) -> None:
         block, self._block = self._block, []
-        self._block_bytes = 0
+        block_bytes, self._block_bytes = self._block_bytes, 0
         if block:
             await self._hash_lane.submit(block)
             await self._write_lane.submit(block)
             if self._on_block is not None:
-                self._on_block(len(block))
+                self._on_block(block_bytes)
 
     def _hash(self, block: Block) -> None:
         for piece in block:
