@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import openapi
+from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -41,8 +42,9 @@ from ingest.errors import (
 from ingest.framing import parse_part_headers
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
+from ingest.object_downloads import object_response
 from ingest.raw import receive_raw
-from ingest.storage.base import LocalFiles
+from ingest.storage.base import LocalFiles, Storage, StreamedBlobs
 from ingest.storage.local import LocalStorage
 from ingest.tuning import tune_allocator
 from ingest.uploads import UploadService
@@ -65,9 +67,7 @@ register_url_convertor("anything", _AnythingConvertor())
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     tune_allocator()
-    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
-    storage.prepare()
-    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path))
+    service = UploadService(settings, _storage(settings), _catalog(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,6 +100,30 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
     return app
+
+
+def _storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        from ingest.storage.s3 import S3Storage, make_client
+
+        client = make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
+                             access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
+        return S3Storage(client, settings.s3_bucket, part_size=settings.s3_part_size,
+                         parts_in_flight=settings.s3_parts_in_flight,
+                         max_file_size=settings.max_file_size)
+    if settings.storage != "local":
+        raise ValueError(f"INGEST_STORAGE: unknown storage {settings.storage!r} (local or s3)")
+    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
+    storage.prepare()
+    return storage
+
+
+def _catalog(settings: Settings) -> Catalog:
+    if settings.catalog_url:
+        from ingest.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(settings.catalog_url)
+    return SqliteCatalog(settings.catalog_path)
 
 
 async def _sweep_periodically(service: UploadService) -> None:
@@ -184,6 +208,12 @@ async def get_content(request: Request) -> Response:
     service: UploadService = request.app.state.service
     stored = await service.get(request.path_params["file_id"])
     storage = service.storage
+    if isinstance(storage, StreamedBlobs):
+        try:
+            return await object_response(stored, storage, request.headers, method=request.method,
+                                         presign_seconds=service.settings.s3_presign_seconds)
+        except FileNotFoundError:
+            raise NotFound(f"the bytes of {stored.id} are missing from storage") from None
     if not isinstance(storage, LocalFiles):
         raise NotFound("this storage backend cannot serve files directly")
     path = storage.path_of(stored.id)

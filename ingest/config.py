@@ -41,6 +41,17 @@ class Settings:
     proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
     forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
     temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")
+    # Scale-out backends (README "Scaling out"): object storage and a shared catalog.
+    storage: str = _setting("local", "where file bytes go: local (data dir) or s3 (an S3-compatible store)")
+    s3_endpoint: str = _setting("", "S3 endpoint URL (Ceph RGW, MinIO...); empty = AWS")
+    s3_region: str = _setting("us-east-1", "S3 region used for request signing")
+    s3_bucket: str = _setting("ingest", "S3 bucket holding the files (must exist)")
+    s3_access_key: str = _setting("", "S3 access key; empty = boto3's default credential chain")
+    s3_secret_key: str = _setting("", "S3 secret key; empty = boto3's default credential chain")
+    s3_part_size: int = _setting(8 * MiB, "S3 multipart part size, at least 5MiB (raised to fit 10,000 parts)")
+    s3_parts_in_flight: int = _setting(4, "S3 parts uploaded at once per file; memory <= part size x (this + 1)")
+    s3_presign_seconds: int = _setting(0, "downloads from S3: 0 = streamed by ingest, N = redirect to a URL valid N s")
+    catalog_url: str = _setting("", "postgresql://... for a shared PostgreSQL catalog; empty = SQLite in the data dir")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
-from ingest.storage.base import BlobWriter
+from ingest.storage.base import BlobWriter, RecordsDigest
 
 _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
@@ -75,7 +75,10 @@ class BlobSink:
         await self._flush()
         await self._hash_lane.join()
         await self._write_lane.join()
-        return Received(size=self.size, sha256=self._hasher.hexdigest())
+        received = Received(size=self.size, sha256=self._hasher.hexdigest())
+        if isinstance(self._writer, RecordsDigest):
+            self._writer.record_sha256(received.sha256)
+        return received
 
     async def commit(self, blob_id: str) -> None:
         try:
