@@ -76,6 +76,13 @@ class Ceph:
 
 @pytest.fixture(scope="session")
 def ceph() -> Iterator[Ceph]:
+    with running_ceph() as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running_ceph(gateways: int = RGW_INSTANCES) -> Iterator[Ceph]:
+    """A fresh single-host Ceph cluster with `gateways` radosgw gateways, purged on exit."""
     for tool in ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph-authtool", "monmaptool",
                  "ceph", "uuidgen", "bc", "curl"):
         require_tool(tool)
@@ -83,10 +90,10 @@ def ceph() -> Iterator[Ceph]:
     directory = Path(tempfile.mkdtemp(prefix="ceph-", dir="/tmp"))
     mon_port = free_port_block(2)
     ms_first = free_port_block(100)
-    rgw_port = free_port_block(RGW_INSTANCES)
+    rgw_port = free_port_block(gateways)
     env = {**os.environ, "CEPH_DIR": str(directory), "CEPH_MON_PORT": str(mon_port),
            "CEPH_MS_PORTS": f"{ms_first} {ms_first + 99}", "CEPH_RGW_PORT": str(rgw_port),
-           "CEPH_RGW_INSTANCES": str(RGW_INSTANCES), "CEPH_STORE_GB": "6",
+           "CEPH_RGW_INSTANCES": str(gateways), "CEPH_STORE_GB": "6",
            "S3_ACCESS_KEY": "ingestaccess", "S3_SECRET_KEY": secrets.token_hex(16)}
     try:
         result = subprocess.run(["bash", str(CEPH_UP)], env=env, capture_output=True, text=True,

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -67,11 +67,9 @@ _CLIENT_CONFIG = Config(
 
 
 def make_client(*, endpoint: str, region: str, access_key: str, secret_key: str) -> S3Client:
-    credentials = ({"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
-                   if access_key else {})
     client: S3Client = boto3.session.Session().client(
         "s3", endpoint_url=endpoint or None, region_name=region, config=_CLIENT_CONFIG,
-        **credentials)
+        aws_access_key_id=access_key or None, aws_secret_access_key=secret_key or None)
     return client
 
 
@@ -232,7 +230,9 @@ class S3BlobWriter:
             with _translated():
                 response = self._client.upload_part(
                     Bucket=self._bucket, Key=self.key, UploadId=str(self.upload_id),
-                    PartNumber=part_number, Body=part)
+                    PartNumber=part_number,
+                    # botocore sends any bytes-like body as is; bytes(part) would copy a part.
+                    Body=cast(bytes, part))
             return str(response["ETag"])
         finally:
             self._slots.release()
