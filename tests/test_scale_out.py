@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.backends import Ceph, multipart_uploads, object_keys, object_sha256
-from tests.conftest import LiveServer, require_tool, start_server, stop_server
+from tests.conftest import LiveServer, free_port, require_tool, start_server, stop_server
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB
@@ -127,3 +127,54 @@ def test_a_client_that_disconnects_mid_upload_leaves_no_multipart_upload(
     assert multipart_uploads(client, bucket) == []
     assert object_keys(client, bucket) == []
     assert httpx.get(f"{first.url}/uploads").json()["items"] == []
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path: Path, nodes: list[LiveServer]) -> Iterator[str]:
+    """nginx running deploy/nginx/scale-out.conf, its upstream pointed at the two nodes."""
+    nginx = require_tool("nginx")
+    site = (Path(__file__).parent.parent / "deploy" / "nginx" / "scale-out.conf").read_text()
+    servers = "".join(f"    server 127.0.0.1:{node.port};\n" for node in nodes)
+    assert "    server ingest:8000 max_fails=0;" in site and "    listen 80;" in site
+    port = free_port()
+    site = (site.replace("    server ingest:8000 max_fails=0;", servers.rstrip("\n"))
+            .replace("    listen 80;", f"    listen 127.0.0.1:{port};"))
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    (prefix / "site.conf").write_text(site)
+    (prefix / "nginx.conf").write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n")
+    process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                                "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (prefix / "error.log").read_text()
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_nginx_balances_uploads_across_the_nodes_and_any_node_serves_each(
+        nginx_in_front: str, nodes: list[LiveServer]) -> None:
+    contents = {f"f{n}.bin": os.urandom(2 * MiB + n) for n in range(6)}
+    ids = {}
+    for name, content in contents.items():
+        response = httpx.put(f"{nginx_in_front}/uploads/{name}", content=content, timeout=60)
+        assert response.status_code == 201, response.text
+        ids[name] = response.json()["files"][0]["id"]
+    for node in nodes:  # round robin: every node took some of the uploads
+        assert "PUT /uploads/" in node.log()
+    for name, file_id in ids.items():
+        for base in (nginx_in_front, *(node.url for node in nodes)):
+            assert httpx.get(f"{base}/uploads/{file_id}/content", timeout=60).content == contents[name]
