@@ -75,12 +75,13 @@ class BlobSink:
         await self._flush()
         await self._hash_lane.join()
         await self._write_lane.join()
-        received = Received(size=self.size, sha256=self._hasher.hexdigest())
-        if isinstance(self._writer, RecordsDigest):
-            self._writer.record_sha256(received.sha256)
-        return received
+        return Received(size=self.size, sha256=self._hasher.hexdigest())
 
-    async def commit(self, blob_id: str) -> None:
+    async def commit(self, blob_id: str, *, sha256: str) -> None:
+        """Make the blob visible as `blob_id`; `sha256` is kept beside the bytes by stores that
+        can (S3 object metadata)."""
+        if isinstance(self._writer, RecordsDigest):
+            self._writer.record_sha256(sha256)
         try:
             await anyio.to_thread.run_sync(self._writer.commit, blob_id)
         except OSError as error:

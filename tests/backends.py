@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import LiveServer, require_tool, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CEPH_UP = ROOT / "deploy" / "ceph" / "ceph-up.sh"
@@ -208,3 +208,25 @@ def postgres() -> Iterator[Postgres]:
 def postgres_url(postgres: Postgres) -> str:
     """A fresh database of its own for one test."""
     return postgres.new_database()
+
+
+# --- ingest nodes -----------------------------------------------------------------------------
+
+NODE_PART_SIZE = 8 * 1024 * 1024
+NODE_PARTS_IN_FLIGHT = 4
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, ceph: Ceph, bucket: str, postgres_url: str) -> Iterator[list[LiveServer]]:
+    """Two nodes, each talking to its own radosgw gateway, one bucket, one catalog."""
+    servers: list[LiveServer] = []
+    try:
+        for node in range(2):
+            env = {**ceph.settings_env(bucket, node), "INGEST_CATALOG_URL": postgres_url,
+                   "INGEST_S3_PART_SIZE": str(NODE_PART_SIZE),
+                   "INGEST_S3_PARTS_IN_FLIGHT": str(NODE_PARTS_IN_FLIGHT)}
+            servers.append(start_server(tmp_path / f"node{node}", "--no-fsync", env=env))
+        yield servers
+    finally:
+        for server in servers:
+            stop_server(server)

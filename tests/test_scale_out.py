@@ -15,28 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import NODE_PART_SIZE as PART_SIZE
+from tests.backends import NODE_PARTS_IN_FLIGHT as PARTS_IN_FLIGHT
 from tests.backends import Ceph, multipart_uploads, object_keys, object_sha256
-from tests.conftest import LiveServer, free_port, require_tool, start_server, stop_server
+from tests.conftest import LiveServer, free_port, require_tool
 
 MiB = 1024 * 1024
-PART_SIZE = 8 * MiB
-PARTS_IN_FLIGHT = 4
-
-
-@pytest.fixture
-def nodes(tmp_path: Path, ceph: Ceph, bucket: str, postgres_url: str) -> Iterator[list[LiveServer]]:
-    """Two nodes, each talking to its own radosgw gateway, one bucket, one catalog."""
-    servers: list[LiveServer] = []
-    try:
-        for node in range(2):
-            env = {**ceph.settings_env(bucket, node), "INGEST_CATALOG_URL": postgres_url,
-                   "INGEST_S3_PART_SIZE": str(PART_SIZE),
-                   "INGEST_S3_PARTS_IN_FLIGHT": str(PARTS_IN_FLIGHT)}
-            servers.append(start_server(tmp_path / f"node{node}", "--no-fsync", env=env))
-        yield servers
-    finally:
-        for server in servers:
-            stop_server(server)
 
 
 def current_rss_bytes(server: LiveServer) -> int:

@@ -104,11 +104,11 @@ class S3Storage:
         except ClientError as error:
             if _status(error) == 404:
                 return False
-            raise _os_error(error) from error
+            raise os_error(error) from error
         return True
 
     def delete(self, blob_id: str) -> None:
-        with _translated():
+        with translated():
             self.client.delete_object(Bucket=self.bucket, Key=self.key_of(blob_id))
 
     def blob_ids(self, *, older_than: float) -> list[str]:
@@ -121,7 +121,7 @@ class S3Storage:
         Age is the only test: writers may live on other nodes."""
         cutoff = time.time() - older_than
         removed = 0
-        with _translated():
+        with translated():
             for page in self.client.get_paginator("list_multipart_uploads").paginate(
                     Bucket=self.bucket, Prefix=INCOMING):
                 for upload in page.get("Uploads", []):
@@ -137,7 +137,7 @@ class S3Storage:
 
     def _objects(self, prefix: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        with _translated():
+        with translated():
             for page in self.client.get_paginator("list_objects_v2").paginate(
                     Bucket=self.bucket, Prefix=prefix):
                 found += [dict(obj) for obj in page.get("Contents", [])]
@@ -157,7 +157,7 @@ class S3Storage:
                 raise FileNotFoundError(blob_id) from None
             if code == "InvalidRange" or _status(error) == 416:
                 raise RangeNotSatisfiable("the Range lies outside the file") from None
-            raise _os_error(error) from error
+            raise os_error(error) from error
         body = response["Body"]
         return BlobStream(length=int(response["ContentLength"]),
                           content_range=response.get("ContentRange"),
@@ -212,7 +212,7 @@ class S3BlobWriter:
 
     def _send_part(self, part: bytearray) -> None:
         if self.upload_id is None:
-            with _translated():
+            with translated():
                 self.upload_id = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self.key)["UploadId"]
         # Blocks this worker thread while parts_in_flight parts are being sent: backpressure.
@@ -227,7 +227,7 @@ class S3BlobWriter:
 
     def _upload_part(self, part_number: int, part: bytearray) -> str:
         try:
-            with _translated():
+            with translated():
                 response = self._client.upload_part(
                     Bucket=self._bucket, Key=self.key, UploadId=str(self.upload_id),
                     PartNumber=part_number,
@@ -250,7 +250,7 @@ class S3BlobWriter:
         metadata = {SHA256_METADATA: self._sha256}
         if self.upload_id is None:
             # Smaller than one part: one PutObject straight to its final key.
-            with _translated():
+            with translated():
                 self._client.put_object(Bucket=self._bucket, Key=final_key,
                                         Body=bytes(self._buffer), Metadata=metadata)
             self._buffer = bytearray()
@@ -260,7 +260,7 @@ class S3BlobWriter:
             self._send_part(self._buffer)  # the last part may be under 5 MiB
             self._buffer = bytearray()
         etags = [(number, future.result()) for number, future in self._parts]
-        with _translated():
+        with translated():
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self.key, UploadId=self.upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]})
@@ -283,7 +283,7 @@ class S3BlobWriter:
         for _, future in self._parts:
             with contextlib.suppress(BaseException):
                 future.result()
-        with _translated():
+        with translated():
             if self._completed:
                 self._client.delete_object(Bucket=self._bucket, Key=self.key)
             elif self.upload_id is not None:
@@ -297,7 +297,7 @@ def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-def _os_error(error: ClientError | BotoCoreError) -> OSError:
+def os_error(error: ClientError | BotoCoreError) -> OSError:
     """S3 failures as OSError, which the sink reports as storage_error (or 507 when full)."""
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
@@ -308,9 +308,9 @@ def _os_error(error: ClientError | BotoCoreError) -> OSError:
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
+def translated() -> Iterator[None]:
     try:
         yield
     except (ClientError, BotoCoreError) as error:
-        raise _os_error(error) from error
+        raise os_error(error) from error
 

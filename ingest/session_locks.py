@@ -1,0 +1,72 @@
+"""Exclusive writing sessions on resumable uploads, across processes and nodes.
+
+`PostgresSessionLocks`: PostgreSQL session-level advisory locks (pg_try_advisory_lock), one
+pooled connection per held lock. Every node sharing the catalog sees them, and a node that
+dies releases its locks with its connections — no lease to expire, no stale lock.
+`FileSessionLocks`: flock on files in the data dir, for one host (several worker processes).
+https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from psycopg_pool import ConnectionPool
+
+_NAMESPACE = b"ingest.partial:"
+
+
+def lock_key(name: str) -> int:
+    """A lock name as the signed 64-bit key PostgreSQL's advisory locks take."""
+    return int.from_bytes(hashlib.sha256(_NAMESPACE + name.encode()).digest()[:8], "big", signed=True)
+
+
+class PostgresSessionLocks:
+    def __init__(self, url: str, *, max_sessions: int = 64) -> None:
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_sessions, open=True,
+                                    kwargs={"autocommit": True})
+
+    def try_lock(self, name: str) -> Callable[[], None] | None:
+        key = lock_key(name)
+        connection = self._pool.getconn()
+        try:
+            row = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except BaseException:
+            self._pool.putconn(connection)
+            raise
+        if not (row and row[0]):
+            self._pool.putconn(connection)
+            return None
+
+        def release() -> None:
+            try:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            finally:
+                self._pool.putconn(connection)
+
+        return release
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class FileSessionLocks:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def try_lock(self, name: str) -> Callable[[], None] | None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / f"{lock_key(name):x}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return lambda: os.close(fd)  # closing the descriptor releases the flock
+
+    def close(self) -> None:
+        pass
