@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -39,6 +39,7 @@ from ingest.storage.base import BlobStream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 else:
     S3Client = Any
 
@@ -186,7 +187,10 @@ class S3BlobWriter:
         self.key = key
         self.upload_id: str | None = None
         self._buffer = bytearray()
-        self._parts: list[tuple[int, Future[str]]] = []
+        self._parts_sent = 0
+        self._etags: dict[int, str] = {}  # part number -> ETag, filled by the part threads
+        self._sending: list[Future[None]] = []  # at most parts_in_flight not yet done
+        self._part_error: BaseException | None = None
         self._slots = threading.BoundedSemaphore(storage.parts_in_flight)
         self._sha256: str | None = None
         self._size = 0
@@ -217,15 +221,15 @@ class S3BlobWriter:
                     Bucket=self._bucket, Key=self.key)["UploadId"]
         # Blocks this worker thread while parts_in_flight parts are being sent: backpressure.
         self._slots.acquire()
-        part_number = len(self._parts) + 1
+        self._parts_sent += 1
         try:
-            future = _part_threads.submit(self._upload_part, part_number, part)
+            future = _part_threads.submit(self._upload_part, self._parts_sent, part)
         except BaseException:
             self._slots.release()
             raise
-        self._parts.append((part_number, future))
+        self._sending = [f for f in self._sending if not f.done()] + [future]
 
-    def _upload_part(self, part_number: int, part: bytearray) -> str:
+    def _upload_part(self, part_number: int, part: bytearray) -> None:
         try:
             with translated():
                 response = self._client.upload_part(
@@ -233,14 +237,20 @@ class S3BlobWriter:
                     PartNumber=part_number,
                     # botocore sends any bytes-like body as is; bytes(part) would copy a part.
                     Body=cast(bytes, part))
-            return str(response["ETag"])
+            self._etags[part_number] = str(response["ETag"])
+        except BaseException as error:
+            self._part_error = self._part_error or error
+            raise
         finally:
             self._slots.release()
 
     def _raise_failed_part(self) -> None:
-        for _, future in self._parts:
-            if future.done() and future.exception() is not None:
-                future.result()
+        if self._part_error is not None:
+            raise self._part_error
+
+    def _wait_for_parts(self) -> None:
+        wait(self._sending)
+        self._sending = []
 
     def commit(self, blob_id: str) -> None:
         assert not self._finished, "commit after commit or abort"
@@ -256,14 +266,17 @@ class S3BlobWriter:
             self._buffer = bytearray()
             self._finished = True
             return
-        if self._buffer or not self._parts:
+        if self._buffer:
             self._send_part(self._buffer)  # the last part may be under 5 MiB
             self._buffer = bytearray()
-        etags = [(number, future.result()) for number, future in self._parts]
+        self._wait_for_parts()
+        self._raise_failed_part()
+        parts: list[CompletedPartTypeDef] = [
+            {"PartNumber": number, "ETag": self._etags[number]} for number in range(1, self._parts_sent + 1)]
         with translated():
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self.key, UploadId=self.upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags]})
+                MultipartUpload={"Parts": parts})
             self._completed = True
             # The copy happens inside the store (RGW shares the data of the copy); beyond
             # 5 GiB boto3 turns it into a multipart UploadPartCopy.
@@ -278,11 +291,9 @@ class S3BlobWriter:
     def abort(self) -> None:
         self._finished = True
         self._buffer = bytearray()
-        for _, future in self._parts:
+        for future in self._sending:
             future.cancel()
-        for _, future in self._parts:
-            with contextlib.suppress(BaseException):
-                future.result()
+        self._wait_for_parts()
         with translated():
             if self._completed:
                 self._client.delete_object(Bucket=self._bucket, Key=self.key)
