@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.backends import running_ceph  # noqa: E402
-from tests.conftest import LiveServer, start_server, stop_server  # noqa: E402
+from tests.backends import running_ceph
+from tests.conftest import LiveServer, start_server, stop_server
 
 MiB = 1024 * 1024
 

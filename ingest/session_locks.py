@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import psycopg
 from psycopg_pool import ConnectionPool
 
 _NAMESPACE = b"ingest.partial:"
@@ -70,3 +72,32 @@ class FileSessionLocks:
 
     def close(self) -> None:
         pass
+
+
+class PostgresHandOver:
+    """Asks whichever node holds an upload's session to stop and save (tus hand-over across
+    nodes), over PostgreSQL LISTEN/NOTIFY: a node that finds the session busy elsewhere
+    notifies the channel with the upload id; every node listens and stops its own PATCH of
+    that upload, which saves what it received and releases the lock.
+    https://www.postgresql.org/docs/current/sql-notify.html
+    """
+
+    CHANNEL = "ingest_partial_handover"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def request(self, name: str) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
+            await connection.execute("SELECT pg_notify(%s, %s)", (self.CHANNEL, name))
+
+    async def listen(self, on_request: Callable[[str], None]) -> None:
+        """Call `on_request(name)` for every request, until cancelled; reconnects on failure."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
+                    await connection.execute(f"LISTEN {self.CHANNEL}")
+                    async for notice in connection.notifies():
+                        on_request(notice.payload)
+            except psycopg.OperationalError:
+                await anyio.sleep(1)
