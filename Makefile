@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench bench-tus clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks
 	$(BIN)/mypy
+
+# What resumability costs: raw PUT vs tus (one stream) vs tus 4-way concatenation, 1 GiB.
+bench-tus: $(STAMP)
+	$(BIN)/python benchmarks/tus_contender.py --size 1GiB --repeat 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

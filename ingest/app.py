@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import openapi
+from ingest import openapi, tus
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
@@ -44,8 +44,10 @@ from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
 from ingest.object_downloads import object_response
 from ingest.raw import receive_raw
-from ingest.storage.base import LocalFiles, Storage, StreamedBlobs
+from ingest.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
+from ingest.storage.base import LocalFiles, ResumableStorage, Storage, StreamedBlobs
 from ingest.storage.local import LocalStorage
+from ingest.storage.local_partials import LocalPartials
 from ingest.tuning import tune_allocator
 from ingest.uploads import UploadService
 
@@ -67,18 +69,25 @@ register_url_convertor("anything", _AnythingConvertor())
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     tune_allocator()
-    service = UploadService(settings, _storage(settings), _catalog(settings))
+    storage = _storage(settings)
+    service = UploadService(settings, storage, _catalog(settings))
+    partials, session_locks, handover = _partials(settings, storage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
         async with anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
+            background.start_soon(tus.sweep_periodically, app.state.tus)
+            if handover is not None:
+                background.start_soon(handover.listen, app.state.tus.locks.ask_to_release)
             try:
                 yield
             finally:
                 background.cancel_scope.cancel()
         await service.stop()
+        if session_locks is not None:
+            await anyio.to_thread.run_sync(session_locks.close)
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -99,6 +108,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.service = service
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
+    tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
+    app.state.tus.handover = handover
     return app
 
 
@@ -116,6 +127,25 @@ def _storage(settings: Settings) -> Storage:
     storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
     storage.prepare()
     return storage
+
+
+def _partials(settings: Settings, storage: Storage) -> tuple[
+        ResumableStorage, PostgresSessionLocks | FileSessionLocks | None, PostgresHandOver | None]:
+    """tus partial uploads beside the blobs; on S3 with one session per upload across nodes
+    (PostgreSQL advisory locks and hand-over requests when the catalog is PostgreSQL)."""
+    if isinstance(storage, LocalStorage):
+        partials = LocalPartials(storage, settings.data_dir)
+        partials.prepare()
+        return partials, None, None
+    from ingest.storage.s3 import S3Storage
+    from ingest.storage.s3_partials import S3Partials
+
+    assert isinstance(storage, S3Storage)
+    if settings.catalog_url:
+        locks = PostgresSessionLocks(settings.catalog_url)
+        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url)
+    file_locks = FileSessionLocks(settings.data_dir / "locks")
+    return S3Partials(storage, file_locks), file_locks, None
 
 
 def _catalog(settings: Settings) -> Catalog:

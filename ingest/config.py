@@ -52,6 +52,8 @@ class Settings:
     s3_parts_in_flight: int = _setting(4, "S3 parts uploaded at once per file; memory <= part size x (this + 1)")
     s3_presign_seconds: int = _setting(0, "downloads from S3: 0 = streamed by ingest, N = redirect to a URL valid N s")
     catalog_url: str = _setting("", "postgresql://... for a shared PostgreSQL catalog; empty = SQLite in the data dir")
+    tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
+    cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
