@@ -108,3 +108,45 @@ def test_an_upload_survives_killing_the_node_that_was_receiving_it(
     stored = stored_file(second, path)
     assert stored["sha256"] == expected
     assert object_sha256(ceph.client(), bucket, f"files/{stored['id']}") == expected
+
+
+def test_a_patch_on_another_node_takes_over_from_a_stalled_one(
+        nodes: list[LiveServer], ceph: Ceph, bucket: str) -> None:
+    content = os.urandom(20 * MiB)
+    first, second = nodes
+    path = create(first, len(content))
+    sent = threading.Event()
+    hold = threading.Event()
+    answers: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        for start in range(0, 12 * MiB, MiB):
+            yield content[start:start + MiB]
+        sent.set()
+        hold.wait(60)  # a client whose connection went silent: the node is still reading
+
+    def stalled_patch() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            answers.append(patch(first, path, 0, body()).status_code)
+
+    sender = threading.Thread(target=stalled_patch)
+    sender.start()
+    try:
+        assert sent.wait(60)
+        deadline = time.monotonic() + 60
+        while offset_of(second, path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The resuming client, on the other node: the first node hands over (it saves all
+        # 12 MiB it received) instead of answering 423 until its silent client times out.
+        resumed = patch(second, path, offset_of(second, path), b"")
+        assert resumed.status_code in (204, 409), resumed.text
+        assert offset_of(second, path) == 12 * MiB
+        finish = patch(second, path, 12 * MiB, content[12 * MiB:])
+        assert finish.status_code == 204, finish.text
+    finally:
+        hold.set()
+        sender.join(timeout=60)
+    expected = hashlib.sha256(content).hexdigest()
+    stored = stored_file(second, path)
+    assert stored["sha256"] == expected
+    assert object_sha256(ceph.client(), bucket, f"files/{stored['id']}") == expected
