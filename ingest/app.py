@@ -143,7 +143,7 @@ def _partials(settings: Settings, storage: Storage) -> tuple[
     assert isinstance(storage, S3Storage)
     if settings.catalog_url:
         locks = PostgresSessionLocks(settings.catalog_url)
-        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url)
+        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url, locks)
     file_locks = FileSessionLocks(settings.data_dir / "locks")
     return S3Partials(storage, file_locks), file_locks, None
 

@@ -84,8 +84,21 @@ class PostgresHandOver:
 
     CHANNEL = "ingest_partial_handover"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, locks: PostgresSessionLocks) -> None:
         self.url = url
+        self._locks = locks
+
+    async def settle(self, name: str, *, wait_seconds: float) -> None:
+        deadline = anyio.current_time() + wait_seconds
+        asked = False
+        while (release := await anyio.to_thread.run_sync(self._locks.try_lock, name)) is None:
+            if anyio.current_time() >= deadline:
+                return  # still busy: the caller reports what is stored now
+            if not asked:
+                await self.request(name)
+                asked = True
+            await anyio.sleep(0.1)
+        await anyio.to_thread.run_sync(release)
 
     async def request(self, name: str) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:

@@ -60,4 +60,9 @@ class RemoteHandOver(Protocol):
     """Hand-over across nodes: ask whichever node holds an upload's session to release it
     (ingest.session_locks.PostgresHandOver); every node feeds requests to `ask_to_release`."""
 
-    async def request(self, upload_id: str) -> None: ...
+    async def request(self, upload_id: str) -> None:
+        """Ask the node holding the upload's session to stop its PATCH and release it."""
+
+    async def settle(self, upload_id: str, *, wait_seconds: float) -> None:
+        """Make sure no other node is writing the upload: ask for a hand-over if one is, and
+        wait (at most `wait_seconds`) until it has saved and released."""

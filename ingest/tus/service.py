@@ -154,6 +154,8 @@ class TusService:
         """The upload's state. Like tusd, taking the lock asks a running PATCH to stop and save,
         so a client resuming after a dropped connection learns the true offset at once."""
         async with self.locks.hold(upload_id):
+            if self.handover is not None:  # the same across nodes
+                await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             return await self._load(upload_id)
 
     async def _load(self, upload_id: str) -> TusUpload:
