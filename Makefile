@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench bench-tus bench-s3 clean
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks
 	$(BIN)/mypy
+
+# What nginx changes for ingest (body chunk sizes, wait after the last byte); needs nginx and curl.
+measure-proxy: $(STAMP)
+	$(BIN)/python deploy/measure_proxy.py
 
 # What resumability costs: raw PUT vs tus (one stream) vs tus 4-way concatenation, 1 GiB.
 bench-tus: $(STAMP)

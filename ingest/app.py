@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import openapi, tus
+from ingest import browser, openapi, tus
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/uploads/{file_id}", delete_upload, methods=["DELETE"]),
         Route("/uploads/{file_id}/content", get_content, methods=["GET", "HEAD"], name="content"),
         Route("/uploads/{filename:anything}", put_upload, methods=["PUT"]),
+        *browser.routes(),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
@@ -349,14 +350,16 @@ async def unexpected_error(request: Request, error: Exception) -> Response:
 
 
 class BearerAuth:
-    """Every path but /healthz needs `Authorization: Bearer <token>` when tokens are set."""
+    """Every path but /healthz and the upload page needs `Authorization: Bearer <token>`
+    when tokens are set."""
 
     def __init__(self, app: ASGIApp, *, tokens: tuple[str, ...]) -> None:
         self.app = app
         self._tokens = [token.encode() for token in tokens]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz" or self._authorized(scope):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/healthz" or browser.is_page_path(path) or self._authorized(scope):
             await self.app(scope, receive, send)
             return
         error = Unauthorized("a valid 'Authorization: Bearer <token>' header is required",

@@ -22,6 +22,9 @@ import httpx
 from ingest.config import Settings, env_name, format_value, parse_value
 
 READ_SIZE = 1024 * 1024
+# Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
+# closes idle connections first and never reuses one uvicorn is closing (intermittent 502s).
+KEEP_ALIVE_TIMEOUT = 75  # seconds; uvicorn's default is 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,9 +89,7 @@ def serve_command(args: argparse.Namespace) -> int:
         workers=settings.workers, proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         loop="uvloop", http="httptools", log_level="info",
-        # Longer than any proxy's upstream keep-alive, so the proxy closes idle connections
-        # first and never reuses one uvicorn is closing (intermittent 502s otherwise).
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
     )
     return 0
 
