@@ -183,6 +183,10 @@ class TusService:
                                      headers={"upload-offset": str(upload.offset)})
             if upload.file_id is None and not upload.complete:
                 await self._append(upload, holder.body_scope, body, checksum)
+            else:
+                async for chunk in body:
+                    if chunk:
+                        raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
             if upload.complete and upload.file_id is None and upload.concat is None:
                 await self._commit(upload, await self._upload_hash(upload))
             if holder.superseded:
