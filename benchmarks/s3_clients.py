@@ -40,7 +40,7 @@ def config() -> Config:
                   response_checksum_validation="when_required", max_pool_connections=16)
 
 
-def completed(etags: list[str]) -> dict[str, Any]:
+def completed(etags: list[str]) -> Any:
     return {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]}
 
 

@@ -11,7 +11,7 @@ import binascii
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import browser, openapi, tus
+from ingest import browser, openapi, operations, tus
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
@@ -39,7 +39,9 @@ from ingest.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from ingest.events import HookTarget
 from ingest.framing import parse_part_headers
+from ingest.hooks import HookCallable
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
 from ingest.object_downloads import object_response
@@ -66,17 +68,20 @@ class _AnythingConvertor(PathConvertor):
 register_url_convertor("anything", _AnythingConvertor())
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None,
+               hooks: Sequence[HookCallable | HookTarget] = ()) -> Starlette:
+    """`hooks`: Python callables (or targets) receiving upload events; see ingest/events.py."""
     settings = settings or Settings.from_env()
     tune_allocator()
     storage = _storage(settings)
-    service = UploadService(settings, storage, _catalog(settings))
+    events = operations.build_events(settings, hooks)
+    service = UploadService(settings, storage, _catalog(settings), events)
     partials, session_locks, handover = _partials(settings, storage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        async with anyio.create_task_group() as background:
+        async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)
             if handover is not None:
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await anyio.to_thread.run_sync(session_locks.close)
 
     routes = [
+        *operations.routes(settings),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_spec, methods=["GET"]),
         Route("/uploads", create_uploads, methods=["POST"], name="uploads"),
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
     tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
     app.state.tus.handover = handover
+    operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
 
 
