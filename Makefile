@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench bench-tus clean measure-proxy
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ measure-proxy: $(STAMP)
 # What resumability costs: raw PUT vs tus (one stream) vs tus 4-way concatenation, 1 GiB.
 bench-tus: $(STAMP)
 	$(BIN)/python benchmarks/tus_contender.py --size 1GiB --repeat 3
+
+# Local disk against S3 (a single-host Ceph started for the run), 1 GiB curl -T, 2 runs each.
+bench-s3: $(STAMP)
+	$(BIN)/python benchmarks/s3_vs_local.py 1024 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import browser, openapi, operations, tus
+from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -43,8 +44,10 @@ from ingest.framing import parse_part_headers
 from ingest.hooks import HookCallable
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
+from ingest.object_downloads import object_response
 from ingest.raw import receive_raw
-from ingest.storage.base import LocalFiles
+from ingest.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
+from ingest.storage.base import LocalFiles, ResumableStorage, Storage, StreamedBlobs
 from ingest.storage.local import LocalStorage
 from ingest.storage.local_partials import LocalPartials
 from ingest.tuning import tune_allocator
@@ -70,10 +73,10 @@ def create_app(settings: Settings | None = None,
     """`hooks`: Python callables (or targets) receiving upload events; see ingest/events.py."""
     settings = settings or Settings.from_env()
     tune_allocator()
-    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
-    storage.prepare()
+    storage = _storage(settings)
     events = operations.build_events(settings, hooks)
-    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path), events)
+    service = UploadService(settings, storage, _catalog(settings), events)
+    partials, session_locks, handover = _partials(settings, storage)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -81,11 +84,15 @@ def create_app(settings: Settings | None = None,
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)
+            if handover is not None:
+                background.start_soon(handover.listen, app.state.tus.locks.ask_to_release)
             try:
                 yield
             finally:
                 background.cancel_scope.cancel()
         await service.stop()
+        if session_locks is not None:
+            await anyio.to_thread.run_sync(session_locks.close)
 
     routes = [
         *operations.routes(settings),
@@ -108,11 +115,53 @@ def create_app(settings: Settings | None = None,
     app.state.service = service
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
-    partials = LocalPartials(storage, settings.data_dir)
-    partials.prepare()
     tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
+    app.state.tus.handover = handover
     operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
+
+
+def _storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        from ingest.storage.s3 import S3Storage, make_client
+
+        client = make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
+                             access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
+        return S3Storage(client, settings.s3_bucket, part_size=settings.s3_part_size,
+                         parts_in_flight=settings.s3_parts_in_flight,
+                         max_file_size=settings.max_file_size)
+    if settings.storage != "local":
+        raise ValueError(f"INGEST_STORAGE: unknown storage {settings.storage!r} (local or s3)")
+    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
+    storage.prepare()
+    return storage
+
+
+def _partials(settings: Settings, storage: Storage) -> tuple[
+        ResumableStorage, PostgresSessionLocks | FileSessionLocks | None, PostgresHandOver | None]:
+    """tus partial uploads beside the blobs; on S3 with one session per upload across nodes
+    (PostgreSQL advisory locks and hand-over requests when the catalog is PostgreSQL)."""
+    if isinstance(storage, LocalStorage):
+        partials = LocalPartials(storage, settings.data_dir)
+        partials.prepare()
+        return partials, None, None
+    from ingest.storage.s3 import S3Storage
+    from ingest.storage.s3_partials import S3Partials
+
+    assert isinstance(storage, S3Storage)
+    if settings.catalog_url:
+        locks = PostgresSessionLocks(settings.catalog_url)
+        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url, locks)
+    file_locks = FileSessionLocks(settings.data_dir / "locks")
+    return S3Partials(storage, file_locks), file_locks, None
+
+
+def _catalog(settings: Settings) -> Catalog:
+    if settings.catalog_url:
+        from ingest.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(settings.catalog_url)
+    return SqliteCatalog(settings.catalog_path)
 
 
 async def _sweep_periodically(service: UploadService) -> None:
@@ -197,6 +246,12 @@ async def get_content(request: Request) -> Response:
     service: UploadService = request.app.state.service
     stored = await service.get(request.path_params["file_id"])
     storage = service.storage
+    if isinstance(storage, StreamedBlobs):
+        try:
+            return await object_response(stored, storage, request.headers, method=request.method,
+                                         presign_seconds=service.settings.s3_presign_seconds)
+        except FileNotFoundError:
+            raise NotFound(f"the bytes of {stored.id} are missing from storage") from None
     if not isinstance(storage, LocalFiles):
         raise NotFound("this storage backend cannot serve files directly")
     path = storage.path_of(stored.id)

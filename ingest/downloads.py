@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ingest.models import StoredFile
 
 # Uploaded bytes are someone else's content: never let a browser sniff or run them here.
-_SAFETY_HEADERS = {
+SAFETY_HEADERS = {
     "x-content-type-options": "nosniff",
     "content-security-policy": "sandbox; default-src 'none'",
     "cache-control": "private, max-age=0, must-revalidate",
@@ -67,7 +67,7 @@ def file_response(stored: StoredFile, path: os.PathLike[str], request_headers: H
     stat_result = os.stat(path)
     etag = entity_tag(stored)
     headers = {"etag": etag, "content-disposition": content_disposition(stored.filename),
-               **_SAFETY_HEADERS}
+               **SAFETY_HEADERS}
     if method in ("GET", "HEAD") and not_modified(request_headers, etag, stat_result.st_mtime):
         headers["last-modified"] = formatdate(stat_result.st_mtime, usegmt=True)
         del headers["content-disposition"]

@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
-from ingest.storage.base import BlobWriter
+from ingest.storage.base import BlobWriter, RecordsDigest
 
 _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
@@ -105,7 +105,11 @@ class BlobSink:
         await self._write_lane.join()
         return Received(size=self.size, sha256=self._hasher.hexdigest())
 
-    async def commit(self, blob_id: str) -> None:
+    async def commit(self, blob_id: str, *, sha256: str) -> None:
+        """Make the blob visible as `blob_id`; `sha256` is kept beside the bytes by stores that
+        can (S3 object metadata)."""
+        if isinstance(self._writer, RecordsDigest):
+            self._writer.record_sha256(sha256)
         try:
             await anyio.to_thread.run_sync(self._writer.commit, blob_id)
         except OSError as error:

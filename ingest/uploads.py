@@ -120,7 +120,7 @@ class UploadService:
                     id=incoming.upload.id, filename=incoming.filename, size=incoming.received.size,
                     sha256=incoming.received.sha256, content_type=incoming.content_type,
                     created_at=utc_now(), metadata=incoming.upload.metadata)
-                await incoming.sink.commit(stored.id)
+                await incoming.sink.commit(stored.id, sha256=stored.sha256)
                 committed.append(stored)
             await self.catalog.add(committed)
         except BaseException as error:

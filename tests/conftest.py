@@ -23,6 +23,8 @@ from ingest.config import Settings
 
 IN_CI = os.environ.get("CI") == "true"
 
+pytest_plugins = ["tests.backends"]  # Ceph (S3) and PostgreSQL fixtures for the scale-out tests
+
 
 @pytest.fixture
 def anyio_backend() -> str:

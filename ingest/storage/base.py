@@ -8,7 +8,8 @@ and whatever a crash leaves behind is reclaimed by `sweep_temporary`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -105,3 +106,36 @@ class ResumableStorage(Protocol):
 
     def partial_ids(self) -> list[str]:
         """Every partial upload with a state, for sweeping expired ones."""
+
+
+@runtime_checkable
+class RecordsDigest(Protocol):
+    """Optional capability of a BlobWriter: keep the blob's SHA-256 beside its bytes (as S3
+    object metadata). The sink computes the digest once, inline, and hands it over after the
+    last write and before `commit`, so a backend never hashes the bytes a second time."""
+
+    def record_sha256(self, sha256: str) -> None: ...
+
+
+@dataclass
+class BlobStream:
+    """An open read of a committed blob (or of one byte range of it)."""
+
+    length: int  # bytes this read yields
+    content_range: str | None  # `bytes first-last/size` when a range was served
+    read: Callable[[int], bytes]  # blocking; b"" at the end
+    close: Callable[[], None]
+
+
+@runtime_checkable
+class StreamedBlobs(Protocol):
+    """Optional capability: committed blobs are remote objects, read as streams."""
+
+    def open_stream(self, blob_id: str, *, byte_range: str | None) -> BlobStream:
+        """Start reading. `byte_range` is one `bytes=first-last` range, evaluated by the store.
+        Raises FileNotFoundError for a missing blob, errors.RangeNotSatisfiable for a range
+        outside it."""
+
+    def presigned_url(self, blob_id: str, *, expires_seconds: int, content_type: str,
+                      content_disposition: str) -> str:
+        """A URL that serves the blob, with these response headers, without credentials."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -47,3 +48,21 @@ class UploadLocks:
 
     def busy(self, upload_id: str) -> bool:
         return upload_id in self._holders
+
+    def ask_to_release(self, upload_id: str) -> None:
+        """A request from another node (RemoteHandOver): stop this process's PATCH, if any."""
+        current = self._holders.get(upload_id)
+        if current is not None:
+            current.body_scope.cancel()
+
+
+class RemoteHandOver(Protocol):
+    """Hand-over across nodes: ask whichever node holds an upload's session to release it
+    (ingest.session_locks.PostgresHandOver); every node feeds requests to `ask_to_release`."""
+
+    async def request(self, upload_id: str) -> None:
+        """Ask the node holding the upload's session to stop its PATCH and release it."""
+
+    async def settle(self, upload_id: str, *, wait_seconds: float) -> None:
+        """Make sure no other node is writing the upload: ask for a hand-over if one is, and
+        wait (at most `wait_seconds`) until it has saved and released."""

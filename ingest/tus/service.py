@@ -40,11 +40,12 @@ from ingest.sink import BlobSink, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
 from ingest.tus.appender import Appender
 from ingest.tus.headers import CHECKSUM_ALGORITHMS
-from ingest.tus.locks import UploadLocks
+from ingest.tus.locks import RemoteHandOver, UploadLocks
 from ingest.uploads import IncomingFile, UploadService
 
 log = logging.getLogger("ingest.tus")
 
+HANDOVER_WAIT_SECONDS = 10.0  # how long a PATCH waits for another node to hand an upload over
 NAME_KEYS = ("filename", "name")  # tus-js-client sends filename/filetype, Uppy also name/type
 TYPE_KEYS = ("filetype", "type")
 
@@ -85,6 +86,7 @@ class TusService:
         self.storage = storage
         self.clock = clock
         self.locks = UploadLocks()
+        self.handover: RemoteHandOver | None = None  # set when nodes share a PostgreSQL catalog
         # Each unfinished upload as events and metrics see it (ingest/events.py), while this
         # process lives; rebuilt, uncounted, from the stored state after a restart.
         self._events: dict[str, Upload] = {}
@@ -167,6 +169,8 @@ class TusService:
         """The upload's state. Like tusd, taking the lock asks a running PATCH to stop and save,
         so a client resuming after a dropped connection learns the true offset at once."""
         async with self.locks.hold(upload_id):
+            if self.handover is not None:  # the same across nodes
+                await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             return await self._load(upload_id)
 
     async def _load(self, upload_id: str) -> TusUpload:
@@ -218,12 +222,7 @@ class TusService:
 
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
                       body: AsyncIterator[bytes], checksum: tuple[str, bytes] | None) -> None:
-        try:
-            writer: PartialWriter = await anyio.to_thread.run_sync(self.storage.open_partial,
-                                                                   upload.upload_id)
-        except PartialBusy:
-            raise UploadLocked("another server process is writing this upload; retry shortly",
-                               headers={"retry-after": "1"}) from None
+        writer = await self._open_session(upload.upload_id)
         try:
             if writer.offset != upload.offset:  # another worker process appended meanwhile
                 raise OffsetMismatch(f"the upload now holds {writer.offset} bytes",
@@ -282,6 +281,24 @@ class TusService:
             self.uploads.events.settled(event, upload.offset)
         if failure is not None:
             raise failure
+
+    async def _open_session(self, upload_id: str) -> PartialWriter:
+        """The storage's exclusive session. Held by another node: ask it to hand over (as a
+        newer request does inside one process) and wait a bounded time for the release."""
+        deadline = self.clock() + HANDOVER_WAIT_SECONDS
+        asked = False
+        while True:
+            try:
+                writer: PartialWriter = await anyio.to_thread.run_sync(self.storage.open_partial, upload_id)
+                return writer
+            except PartialBusy:
+                if self.handover is None or self.clock() >= deadline:
+                    raise UploadLocked("another server process is writing this upload; retry shortly",
+                                       headers={"retry-after": "1"}) from None
+            if not asked:
+                await self.handover.request(upload_id)
+                asked = True
+            await anyio.sleep(0.1)
 
     async def _upload_hash(self, upload: TusUpload) -> Any:
         """The running SHA-256 of the stored bytes; rebuilt from storage on a worker thread
