@@ -39,6 +39,7 @@ from ingest.errors import (
     UnsupportedMediaType,
 )
 from ingest.framing import parse_part_headers
+from ingest.guards import UploadGuard
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
 from ingest.raw import receive_raw
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.service = service
+    app.add_middleware(UploadGuard, max_concurrent_uploads=settings.max_concurrent_uploads,
+                       body_idle_timeout=settings.body_idle_timeout)
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
     return app

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ingest.protocol import HeaderDeadlineProtocol
+
     overrides = {s.name: getattr(args, s.name) for s in fields(Settings)}
     settings = Settings.from_env(**overrides)
     os.environ.update(settings.to_env())
@@ -83,7 +85,8 @@ def serve_command(args: argparse.Namespace) -> int:
         "ingest.app:create_app", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        loop="uvloop", http="httptools", log_level="info",
+        loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
+        timeout_graceful_shutdown=settings.shutdown_grace,
         # Longer than any proxy's upstream keep-alive, so the proxy closes idle connections
         # first and never reuses one uvicorn is closing (intermittent 502s otherwise).
         timeout_keep_alive=75,
