@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio.lowlevel
 from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget
 
 from ingest.config import Settings
@@ -190,8 +190,7 @@ async def receive_form(content_type: str, body: AsyncIterator[bytes], service: U
     target = _EveryPart()
     budget = ParseBudget(min_rate=settings.multipart_min_parse_rate,
                          grace_seconds=settings.multipart_parse_grace_ms / 1000)
-    parser = StreamingFormDataParser(
-        headers={"Content-Type": "multipart/form-data; boundary=" + boundary.decode()})
+    parser = _parser_for(boundary)
     parser.register("", target, matches=lambda _registered, _actual: True)
     try:
         async for chunk in body:
@@ -223,6 +222,20 @@ async def receive_form(content_type: str, body: AsyncIterator[bytes], service: U
     except BaseException:
         await service.discard(receiver.files)
         raise
+
+
+def _parser_for(boundary: bytes) -> StreamingFormDataParser:
+    """A parser for `boundary`, quoted: RFC 2046 boundaries may hold spaces and characters
+    that end a bare token. The parser reads the boundary back through the email package,
+    which could decode it (RFC 2047 `=?...?=` words); any disagreement is refused."""
+    content_type = {"Content-Type": f'multipart/form-data; boundary="{boundary.decode()}"'}
+    try:
+        understood = parse_content_boundary(content_type)
+    except ParseFailedException:
+        understood = b""
+    if understood != boundary:
+        raise MalformedMultipart("this multipart boundary is not supported; use letters and digits")
+    return StreamingFormDataParser(headers=content_type)
 
 
 def _feed(parser: StreamingFormDataParser, data: bytes) -> None:

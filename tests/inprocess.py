@@ -11,7 +11,6 @@ traceback in its log) is re-raised here, so it fails the test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,18 +47,30 @@ class InProcessApp:
         self.settings = settings
         self.app: Starlette = create_app(settings)
         self._runner = asyncio.Runner()
-        self._lifespan: contextlib.AbstractAsyncContextManager[Any] | None = None
 
     def __enter__(self) -> InProcessApp:
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        self._runner.run(self._lifespan.__aenter__())
+        # The lifespan (catalog, sweeper task group) must be entered and left in one task.
+        self._runner.run(self._start())
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        assert self._lifespan is not None
-        self._runner.run(self._lifespan.__aexit__(None, None, None))
+        self._runner.run(self._stop())
         self._runner.close()
+
+    async def _start(self) -> None:
+        self._started, self._stopping = asyncio.Event(), asyncio.Event()
+        self._lifespan_task = asyncio.get_running_loop().create_task(self._hold_lifespan())
+        await self._started.wait()
+
+    async def _hold_lifespan(self) -> None:
+        async with self.app.router.lifespan_context(self.app):
+            self._started.set()
+            await self._stopping.wait()
+
+    async def _stop(self) -> None:
+        self._stopping.set()
+        await self._lifespan_task
 
     @property
     def data_dir(self) -> Path:
