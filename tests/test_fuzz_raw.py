@@ -28,7 +28,6 @@ from tests.fuzzing import (
     assert_store_empty,
     check_and_remove_created,
     examples,
-    sha256,
 )
 from tests.inprocess import Answer, InProcessApp
 
@@ -70,7 +69,8 @@ def disposition_filename(header: str) -> str:
     """The name a browser reads from `attachment; filename="..."[; filename*=UTF-8''...]`
     (RFC 6266 §4.3: filename* wins); the whole header must be exactly that shape, so nothing
     could have been appended to it."""
-    match = re.fullmatch(r'attachment; filename="([^"\\]*)"(?:; filename\*=UTF-8\'\'([A-Za-z0-9%._~!$&*+^`|#-]*))?', header)
+    match = re.fullmatch(
+        r'attachment; filename="([^"\\]*)"(?:; filename\*=UTF-8\'\'([A-Za-z0-9%._~!$&*+^`|#-]*))?', header)
     assert match, header
     return unquote(match.group(2), errors="strict") if match.group(2) is not None else match.group(1)
 
