@@ -39,7 +39,7 @@ from ingest.errors import (
     UnsupportedMediaType,
 )
 from ingest.framing import parse_part_headers
-from ingest.guards import UploadGuard
+from ingest.guards import UPLOAD_METHODS, UploadGuard
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
 from ingest.raw import receive_raw
@@ -276,7 +276,12 @@ async def ingest_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, IngestError)
     if error.status >= 500:
         log.error("%s: %s", error.code, error.detail)
-    return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+    headers = error.headers
+    if request.method in UPLOAD_METHODS:
+        # The body may be partly unread; closing is the only way to stop receiving it
+        # (RFC 9112 §9.6), and it frees the connection of a client we refused.
+        headers = {**headers, "connection": "close"}
+    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
 
 
 async def http_error(request: Request, error: Exception) -> Response:

@@ -42,8 +42,8 @@ class Settings:
     forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
     temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")
     multipart_min_parse_rate: int = _setting(
-        64 * MiB, "bytes per CPU-second a multipart body must parse at, after the grace; 0 = no limit")
-    multipart_parse_grace_ms: int = _setting(1000, "CPU milliseconds of multipart parsing free of the rate limit")
+        256 * MiB, "bytes per CPU-second a multipart body must parse at, after the grace; 0 = no limit")
+    multipart_parse_grace_ms: int = _setting(250, "CPU milliseconds of multipart parsing free of the rate limit")
     header_timeout: int = _setting(30, "seconds a client gets to send a request's line and headers (slowloris)")
     body_idle_timeout: int = _setting(60, "seconds a request body may send nothing before it is dropped (408)")
     max_concurrent_uploads: int = _setting(
