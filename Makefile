@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean fuzz soak
+.PHONY: serve test lint bench bench-tus clean measure-proxy fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks
 	$(BIN)/mypy
+
+# What nginx changes for ingest (body chunk sizes, wait after the last byte); needs nginx and curl.
+measure-proxy: $(STAMP)
+	$(BIN)/python deploy/measure_proxy.py
+
+# What resumability costs: raw PUT vs tus (one stream) vs tus 4-way concatenation, 1 GiB.
+bench-tus: $(STAMP)
+	$(BIN)/python benchmarks/tus_contender.py --size 1GiB --repeat 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

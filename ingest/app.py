@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import openapi
+from ingest import browser, openapi, tus
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -45,6 +45,7 @@ from ingest.multipart import receive_form
 from ingest.raw import receive_raw
 from ingest.storage.base import LocalFiles
 from ingest.storage.local import LocalStorage
+from ingest.storage.local_partials import LocalPartials
 from ingest.tuning import tune_allocator
 from ingest.uploads import UploadService
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await service.start()
         async with anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
+            background.start_soon(tus.sweep_periodically, app.state.tus)
             try:
                 yield
             finally:
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/uploads/{file_id}", delete_upload, methods=["DELETE"]),
         Route("/uploads/{file_id}/content", get_content, methods=["GET", "HEAD"], name="content"),
         Route("/uploads/{filename:anything}", put_upload, methods=["PUT"]),
+        *browser.routes(),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
@@ -102,6 +105,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                        body_idle_timeout=settings.body_idle_timeout)
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
+    partials = LocalPartials(storage, settings.data_dir)
+    partials.prepare()
+    tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
     return app
 
 
@@ -297,14 +303,16 @@ async def unexpected_error(request: Request, error: Exception) -> Response:
 
 
 class BearerAuth:
-    """Every path but /healthz needs `Authorization: Bearer <token>` when tokens are set."""
+    """Every path but /healthz and the upload page needs `Authorization: Bearer <token>`
+    when tokens are set."""
 
     def __init__(self, app: ASGIApp, *, tokens: tuple[str, ...]) -> None:
         self.app = app
         self._tokens = [token.encode() for token in tokens]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz" or self._authorized(scope):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/healthz" or browser.is_page_path(path) or self._authorized(scope):
             await self.app(scope, receive, send)
             return
         error = Unauthorized("a valid 'Authorization: Bearer <token>' header is required",

@@ -22,6 +22,9 @@ import httpx
 from ingest.config import Settings, env_name, format_value, parse_value
 
 READ_SIZE = 1024 * 1024
+# Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
+# closes idle connections first and never reuses one uvicorn is closing (intermittent 502s).
+KEEP_ALIVE_TIMEOUT = 75  # seconds; uvicorn's default is 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", parents=[client], help="upload files, verify sha256")
     upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
     upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.add_argument("--resumable", action="store_true",
+                        help="upload with tus; run again after an interruption to resume")
     upload.set_defaults(run=upload_command)
 
     listing = commands.add_parser("ls", parents=[client], help="list stored files")
@@ -87,9 +92,7 @@ def serve_command(args: argparse.Namespace) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
         timeout_graceful_shutdown=settings.shutdown_grace,
-        # Longer than any proxy's upstream keep-alive, so the proxy closes idle connections
-        # first and never reuses one uvicorn is closing (intermittent 502s otherwise).
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
     )
     return 0
 
@@ -103,6 +106,8 @@ def _client(args: argparse.Namespace) -> httpx.Client:
 def upload_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.resumable:
+        return resumable_upload_command(args)
     failures = 0
     with _client(args) as client:
         for path in args.files:
@@ -132,6 +137,27 @@ def upload_command(args: argparse.Namespace) -> int:
                 print(f"{path}: server stored sha256 {stored['sha256']}, local file has "
                       f"{local_hash.hexdigest()}", file=sys.stderr)
                 continue
+            print(f"{stored['id']}  {stored['sha256']}  {stored['size']}  {path}")
+    return 1 if failures else 0
+
+
+def resumable_upload_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ingest.tus.client import ResumableUpload, TusError, UploadUrls, state_path
+
+    failures = 0
+    urls = UploadUrls(state_path())
+    with _client(args) as client:
+        for path in args.files:
+            with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=path.name, disable=args.quiet, file=sys.stderr) as progress:
+                try:
+                    stored = ResumableUpload(client, path, urls=urls, progress=progress).run()
+                except (TusError, httpx.TransportError) as error:
+                    failures += 1
+                    print(f"{path}: {error} (run the command again to resume)", file=sys.stderr)
+                    continue
             print(f"{stored['id']}  {stored['sha256']}  {stored['size']}  {path}")
     return 1 if failures else 0
 

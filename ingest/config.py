@@ -49,6 +49,8 @@ class Settings:
     max_concurrent_uploads: int = _setting(
         256, "uploads received at once per worker; more get 503 + Retry-After; 0 = no limit")
     shutdown_grace: int = _setting(30, "seconds in-flight uploads get to finish after SIGTERM")
+    tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
+    cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

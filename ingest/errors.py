@@ -57,3 +57,15 @@ CATALOGUE: tuple[type[IngestError], ...] = (
     InsufficientStorage, ClientDisconnected, StorageFailed, ParseBudgetExceeded, TooManyUploads,
     RequestTimeout,
 )
+
+# tus 1.0.0 (ingest/tus): the statuses the protocol prescribes, https://tus.io/protocols/resumable-upload
+UnsupportedTusVersion = _error("unsupported_tus_version", 412)
+OffsetMismatch = _error("offset_mismatch", 409)
+ChecksumMismatch = _error("checksum_mismatch", 460)
+UploadExpired = _error("upload_expired", 410)
+UploadLocked = _error("upload_locked", 423)
+UploadNotPatchable = _error("upload_not_patchable", 403)
+UploadLengthExceeded = _error("upload_length_exceeded", 413)
+UploadSuperseded = _error("upload_superseded", 409)
+CATALOGUE += (UnsupportedTusVersion, OffsetMismatch, ChecksumMismatch, UploadExpired, UploadLocked,
+              UploadNotPatchable, UploadLengthExceeded, UploadSuperseded)

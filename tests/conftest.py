@@ -112,8 +112,8 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> LiveServer:
-    port = free_port()
+                 log_path: Path | None = None, port: int | None = None) -> LiveServer:
+    port = port or free_port()
     log_path = log_path or data_dir.parent / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "ingest", "serve", "--host", "127.0.0.1", "--port", str(port),

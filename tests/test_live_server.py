@@ -162,3 +162,14 @@ def test_malicious_names_never_escape_the_data_dir(live_server: LiveServer, tmp_
     assert all(p.is_relative_to(live_server.data_dir) or p.name.startswith("server-") for p in created)
     assert not Path("/etc/passwd.bin").exists()
     assert all(len(p.name) == 32 for p in stored_files(live_server.data_dir))
+
+
+def test_put_without_length_or_chunking_is_a_411(live_server: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /uploads/x.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411")
+    assert json.loads(body)["error"] == "length_required"

@@ -8,8 +8,9 @@ and whatever a crash leaves behind is reclaimed by `sweep_temporary`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class BlobWriter(Protocol):
@@ -46,3 +47,61 @@ class LocalFiles(Protocol):
     """Optional capability: committed blobs are local files, so downloads can use sendfile."""
 
     def path_of(self, blob_id: str) -> Path: ...
+
+
+# --- optional capability: resumable (tus) uploads --------------------------------------------
+#
+# Modelled on tusd's store interfaces (NewUpload / WriteChunk / GetInfo / FinishUpload /
+# Terminate), small enough for an object store: a partial upload maps onto an S3 multipart
+# upload, each writer session onto one or more parts, `state` onto a small JSON object.
+
+
+class PartialBusy(Exception):
+    """Another process holds the partial upload's writer (see `ResumableStorage.open_partial`)."""
+
+
+class PartialWriter(Protocol):
+    """One writing session on a partial upload, exclusive across processes while open."""
+
+    offset: int
+    """Bytes stored when the session opened; the next `write` appends there."""
+
+    def write(self, block: bytes | bytearray) -> None:
+        """Append the block. Raises OSError (ENOSPC included) on failure."""
+
+    def rollback(self) -> None:
+        """Discard everything this session wrote (a chunk whose checksum did not match)."""
+
+    def close(self) -> None:
+        """Make what was written durable (when the store fsyncs) and release the session."""
+
+
+class ResumableStorage(Protocol):
+    """Partial uploads that outlive requests and restarts, then become ordinary blobs."""
+
+    def create_partial(self, upload_id: str, state: dict[str, Any]) -> None:
+        """Start an empty partial upload with its (JSON-serialisable) state."""
+
+    def partial_state(self, upload_id: str) -> tuple[dict[str, Any], int]:
+        """The state and the number of bytes stored. Raises KeyError for an unknown upload."""
+
+    def save_partial_state(self, upload_id: str, state: dict[str, Any]) -> None:
+        """Replace the state atomically."""
+
+    def open_partial(self, upload_id: str) -> PartialWriter:
+        """Open a writing session. Raises PartialBusy while another process has one open,
+        KeyError for an unknown upload."""
+
+    def read_partial(self, upload_id: str, *, end: int, block_size: int) -> Iterator[bytes]:
+        """The stored bytes up to `end`, in blocks (to rebuild a hash after a restart)."""
+
+    def finish_partial(self, upload_id: str) -> BlobWriter:
+        """A writer holding the complete bytes: its `commit(blob_id)` makes them a blob and
+        its `abort` leaves the partial upload as it was, so a failed commit can be retried."""
+
+    def terminate_partial(self, upload_id: str, *, keep_state: bool = False) -> None:
+        """Remove the bytes, and the state unless `keep_state` (a finished upload's record).
+        A missing upload is not an error."""
+
+    def partial_ids(self) -> list[str]:
+        """Every partial upload with a state, for sweeping expired ones."""

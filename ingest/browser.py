@@ -1,0 +1,48 @@
+"""The browser upload page: static files shipped inside the package, served at `/`.
+
+The page holds no secret, so it and its assets load without a token (`is_page_path`); every
+API call it makes carries the token the person typed in. It uses relative URLs only, so it
+also works when a proxy mounts ingest under a path prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_PREFIX = "/static/"
+
+# The page runs only its own scripts and talks only to its own origin; nothing may frame it.
+# https://www.w3.org/TR/CSP3/
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    # Revalidate every time, so a new version of the page is picked up at once (RFC 9111 §5.2.2.4).
+    "cache-control": "no-cache",
+}
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", index, methods=["GET", "HEAD"], name="page"),
+        Mount(STATIC_PREFIX.rstrip("/"), app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+def is_page_path(path: str) -> bool:
+    """True for the page and its assets, which need no token. The router does not resolve
+    `..`, so a path under the static prefix can only ever reach a static file."""
+    return path == "/" or path.startswith(STATIC_PREFIX)
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
+                        headers=PAGE_HEADERS)

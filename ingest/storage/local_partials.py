@@ -1,0 +1,162 @@
+"""Partial (resumable) uploads on local disk: `tus/<id>.bin` holds the bytes, `tus/<id>.json`
+the state.
+
+The offset of an upload is the size of its `.bin` file, so whatever reached the disk before a
+dropped connection or a crash counts, and nothing else has to be kept in step with it. A
+writing session holds an exclusive `flock` on the `.bin` file, so worker processes sharing the
+data dir never write one upload at the same time. A finished upload becomes a blob by a hard
+link into `files/`, atomic like the rename of an ordinary commit, and the partial stays intact
+until the catalog row exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ingest.storage.base import PartialBusy
+from ingest.storage.local import LocalStorage, _fsync_dir
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class LocalPartials:
+    def __init__(self, storage: LocalStorage, root: Path) -> None:
+        self._storage = storage
+        self.partials_dir = root / "tus"
+
+    def prepare(self) -> None:
+        self.partials_dir.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, upload_id: str) -> tuple[Path, Path]:
+        # Upload ids come from URLs: only our own format ever becomes part of a path.
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise KeyError(upload_id)
+        return self.partials_dir / f"{upload_id}.bin", self.partials_dir / f"{upload_id}.json"
+
+    def create_partial(self, upload_id: str, state: dict[str, Any]) -> None:
+        data_path, _ = self._paths(upload_id)
+        os.close(os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        self.save_partial_state(upload_id, state)
+
+    def partial_state(self, upload_id: str) -> tuple[dict[str, Any], int]:
+        data_path, state_path = self._paths(upload_id)
+        try:
+            state = json.loads(state_path.read_bytes())
+        except FileNotFoundError:
+            raise KeyError(upload_id) from None
+        try:
+            offset = data_path.stat().st_size
+        except FileNotFoundError:
+            offset = 0
+        return state, offset
+
+    def save_partial_state(self, upload_id: str, state: dict[str, Any]) -> None:
+        _, state_path = self._paths(upload_id)
+        staging = state_path.with_suffix(f".{os.getpid()}.new")
+        encoded = json.dumps(state, separators=(",", ":")).encode()
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, encoded)
+            if self._storage.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staging, state_path)
+        if self._storage.fsync:
+            _fsync_dir(self.partials_dir)
+
+    def open_partial(self, upload_id: str) -> LocalPartialWriter:
+        data_path, _ = self._paths(upload_id)
+        try:
+            fd = os.open(data_path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise KeyError(upload_id) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PartialBusy(upload_id) from None
+        offset = os.lseek(fd, 0, os.SEEK_END)
+        return LocalPartialWriter(fd, offset, fsync=self._storage.fsync)
+
+    def read_partial(self, upload_id: str, *, end: int, block_size: int) -> Iterator[bytes]:
+        data_path, _ = self._paths(upload_id)
+        with data_path.open("rb") as source:
+            remaining = end
+            while remaining > 0 and (block := source.read(min(block_size, remaining))):
+                remaining -= len(block)
+                yield block
+
+    def finish_partial(self, upload_id: str) -> LinkingBlobWriter:
+        data_path, _ = self._paths(upload_id)
+        return LinkingBlobWriter(self._storage, data_path)
+
+    def terminate_partial(self, upload_id: str, *, keep_state: bool = False) -> None:
+        data_path, state_path = self._paths(upload_id)
+        with contextlib.suppress(FileNotFoundError):
+            data_path.unlink()
+        if not keep_state:
+            with contextlib.suppress(FileNotFoundError):
+                state_path.unlink()
+
+    def partial_ids(self) -> list[str]:
+        return [path.stem for path in self.partials_dir.glob("*.json")
+                if _UPLOAD_ID.fullmatch(path.stem)]
+
+
+class LocalPartialWriter:
+    def __init__(self, fd: int, offset: int, *, fsync: bool) -> None:
+        self._fd: int | None = fd
+        self.offset = offset
+        self._fsync = fsync
+
+    def write(self, block: bytes | bytearray) -> None:
+        assert self._fd is not None, "write after close"
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def rollback(self) -> None:
+        assert self._fd is not None, "rollback after close"
+        os.ftruncate(self._fd, self.offset)
+        os.lseek(self._fd, self.offset, os.SEEK_SET)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+class LinkingBlobWriter:
+    """A `BlobWriter` over a finished partial: committing links the bytes into place."""
+
+    def __init__(self, storage: LocalStorage, data_path: Path) -> None:
+        self._storage = storage
+        self._data_path = data_path
+
+    def write(self, block: bytes | bytearray) -> None:
+        raise AssertionError("a finished partial upload takes no more bytes")
+
+    def commit(self, blob_id: str) -> None:
+        final_path = self._storage.path_of(blob_id)
+        final_path.parent.mkdir(exist_ok=True)
+        # A hard link appears whole or not at all, like the rename of an ordinary commit, and
+        # leaves the partial in place until its catalog row is written.
+        os.link(self._data_path, final_path)
+        if self._storage.fsync:
+            _fsync_dir(final_path.parent)
+
+    def abort(self) -> None:
+        """Nothing to undo: the partial upload stays, so finishing can be retried."""

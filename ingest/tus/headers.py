@@ -1,0 +1,95 @@
+"""Parsing and formatting of tus 1.0.0 headers; knows nothing of storage or Starlette.
+
+Spec: https://tus.io/protocols/resumable-upload (version 1.0.0).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from ingest.errors import InvalidRequest
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "termination",
+              "checksum", "expiration", "concatenation")
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+
+# The checksum extension names algorithms as in the IANA "Hash Function Textual Names"
+# registry (https://www.iana.org/assignments/hash-function-text-names/).
+CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512, "md5": hashlib.md5,
+}
+
+_METADATA_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a token, without spaces or commas
+
+
+def parse_length(raw: str | None, header: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InvalidRequest(f"{header} must be a non-negative whole number")
+    return int(raw)
+
+
+def parse_metadata(raw: str | None) -> dict[str, str]:
+    """`key base64value,key2,...` (a key may come without a value) -> decoded UTF-8 values."""
+    metadata: dict[str, str] = {}
+    if not raw or not raw.strip():
+        return metadata
+    for pair in raw.split(","):
+        key, _, encoded = pair.strip().partition(" ")
+        if not _METADATA_KEY.fullmatch(key) or key in metadata:
+            raise InvalidRequest(f"Upload-Metadata has a bad or repeated key: {key!r}")
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
+    return metadata
+
+
+def format_metadata(metadata: dict[str, str]) -> str:
+    return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}" if value else key
+                    for key, value in metadata.items())
+
+
+def parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>`; an unknown algorithm is a 400."""
+    if raw is None:
+        return None
+    algorithm, _, encoded = raw.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise InvalidRequest(f"unsupported checksum algorithm {algorithm!r}; "
+                             f"supported: {','.join(CHECKSUM_ALGORITHMS)}")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise InvalidRequest("Upload-Checksum digest is not base64") from None
+    if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
+        raise InvalidRequest(f"Upload-Checksum digest has the wrong length for {algorithm}")
+    return algorithm, digest
+
+
+def parse_concat(raw: str | None) -> tuple[str, list[str]] | None:
+    """`partial`, or `final;<url> <url> ...` -> ("partial", []) / ("final", [upload ids])."""
+    if raw is None:
+        return None
+    kind, _, urls = raw.strip().partition(";")
+    if kind == "partial" and not urls:
+        return "partial", []
+    if kind == "final":
+        ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+        if ids:
+            return "final", ids
+    raise InvalidRequest("Upload-Concat must be 'partial' or 'final;<url> <url> ...'")
+
+
+def http_date(timestamp: float) -> str:
+    """RFC 9110 §5.6.7 IMF-fixdate, as Upload-Expires wants."""
+    return formatdate(timestamp, usegmt=True)

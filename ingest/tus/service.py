@@ -1,0 +1,355 @@
+"""The tus upload service: partial uploads in resumable storage, finished ones committed
+through `UploadService` like any other file (atomic, SHA-256 recorded, catalog row).
+
+Protocol details (headers, statuses) live in `headers.py` and `http.py`; this module speaks
+in upload ids, offsets and byte streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ingest.config import Settings
+from ingest.errors import (
+    ChecksumMismatch,
+    FileTooLarge,
+    IngestError,
+    InvalidRequest,
+    NotFound,
+    OffsetMismatch,
+    UploadExpired,
+    UploadLengthExceeded,
+    UploadLocked,
+    UploadNotPatchable,
+    UploadSuperseded,
+)
+from ingest.models import clean_filename, clean_media_type
+from ingest.sink import BlobSink, Received
+from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
+from ingest.tus.appender import Appender
+from ingest.tus.headers import CHECKSUM_ALGORITHMS
+from ingest.tus.locks import UploadLocks
+from ingest.uploads import IncomingFile, UploadService
+
+log = logging.getLogger("ingest.tus")
+
+NAME_KEYS = ("filename", "name")  # tus-js-client sends filename/filetype, Uppy also name/type
+TYPE_KEYS = ("filetype", "type")
+
+
+@dataclass
+class TusUpload:
+    upload_id: str
+    length: int | None
+    metadata: dict[str, str]
+    created_at: float
+    expires_at: float
+    concat: str | None = None  # "partial" or "final"
+    parts: list[str] = field(default_factory=list)
+    file_id: str | None = None  # the stored file, once committed
+    offset: int = 0  # not persisted: the storage knows how many bytes it holds
+
+    @property
+    def complete(self) -> bool:
+        return self.file_id is not None or (self.length is not None and self.offset == self.length)
+
+    def state(self) -> dict[str, Any]:
+        state = asdict(self)
+        del state["upload_id"], state["offset"]
+        return state
+
+    @classmethod
+    def from_state(cls, upload_id: str, state: dict[str, Any], offset: int) -> TusUpload:
+        upload = cls(upload_id=upload_id, **state)
+        upload.offset = upload.length if upload.file_id is not None and upload.length else offset
+        return upload
+
+
+class TusService:
+    def __init__(self, settings: Settings, uploads: UploadService, storage: ResumableStorage,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.uploads = uploads
+        self.storage = storage
+        self.clock = clock
+        self.locks = UploadLocks()
+        # SHA-256 of each upload's stored prefix, keyed by its length, while this process lives;
+        # after a restart (or a PATCH served by another worker) it is rebuilt from the bytes.
+        self._hashers: dict[str, tuple[int, Any]] = {}
+
+    # --- creation ---------------------------------------------------------------------------
+
+    async def create(self, *, length: int | None, metadata: dict[str, str],
+                     partial: bool = False) -> TusUpload:
+        if length is not None and length > self.settings.max_file_size:
+            raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
+                               f"{self.settings.max_file_size} bytes")
+        if not partial:
+            _name_and_type(metadata, "x")  # refuse a bad filename now, not after the upload
+        now = self.clock()
+        upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
+                           created_at=now, expires_at=now + self.settings.tus_expiry,
+                           concat="partial" if partial else None)
+        await anyio.to_thread.run_sync(self.storage.create_partial, upload.upload_id, upload.state())
+        if length == 0 and not partial:
+            async with self.locks.hold(upload.upload_id):
+                await self._commit(upload, hashlib.sha256())
+        return upload
+
+    async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
+        """Creation of a final upload: the complete partial uploads, in order, as one file."""
+        filename, content_type = _name_and_type(metadata, "upload")
+        async with contextlib.AsyncExitStack() as stack:
+            parts = []
+            for part_id in part_ids:
+                await stack.enter_async_context(self.locks.hold(part_id))
+                part = await self._load(part_id)
+                if part.concat != "partial" or not part.complete:
+                    raise InvalidRequest(f"upload {part_id} is not a complete partial upload")
+                parts.append(part)
+            total = sum(part.offset for part in parts)
+            if total > self.settings.max_file_size:
+                raise FileTooLarge(f"the concatenation of {total} bytes exceeds the limit of "
+                                   f"{self.settings.max_file_size} bytes")
+            incoming = await self.uploads.new_file(filename=filename, content_type=content_type)
+            incoming.metadata = _extra_metadata(metadata)
+            try:
+                for part in parts:
+                    blocks = self.storage.read_partial(part.upload_id, end=part.offset,
+                                                       block_size=self.settings.block_size)
+                    # One worker-thread hop per block: reading never blocks the event loop.
+                    while (block := await anyio.to_thread.run_sync(next, blocks, None)) is not None:
+                        await incoming.sink.write(block)
+            except BaseException:
+                await self.uploads.discard([incoming])
+                raise
+            [stored] = await self.uploads.commit([incoming])
+            now = self.clock()
+            final = TusUpload(upload_id=uuid.uuid4().hex, length=total, metadata=metadata,
+                              created_at=now, expires_at=now + self.settings.tus_expiry,
+                              concat="final", parts=part_ids, file_id=stored.id, offset=total)
+            await anyio.to_thread.run_sync(self.storage.create_partial, final.upload_id, final.state())
+            await anyio.to_thread.run_sync(
+                lambda: self.storage.terminate_partial(final.upload_id, keep_state=True))
+            # The tus spec lets the server delete partial uploads once concatenated (§Concatenation).
+            for part in parts:
+                await anyio.to_thread.run_sync(self.storage.terminate_partial, part.upload_id)
+        return final
+
+    # --- reading state ----------------------------------------------------------------------
+
+    async def info(self, upload_id: str) -> TusUpload:
+        """The upload's state. Like tusd, taking the lock asks a running PATCH to stop and save,
+        so a client resuming after a dropped connection learns the true offset at once."""
+        async with self.locks.hold(upload_id):
+            return await self._load(upload_id)
+
+    async def _load(self, upload_id: str) -> TusUpload:
+        try:
+            state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+        except KeyError:
+            raise NotFound(f"no upload with id {upload_id!r}") from None
+        upload = TusUpload.from_state(upload_id, state, offset)
+        if upload.file_id is None and upload.expires_at <= self.clock():
+            raise UploadExpired(f"upload {upload_id} expired and will be removed")
+        return upload
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def write(self, upload_id: str, *, offset: int, body: AsyncIterator[bytes],
+                    checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
+        async with self.locks.hold(upload_id) as holder:
+            upload = await self._load(upload_id)
+            if upload.concat == "final":
+                raise UploadNotPatchable("a final (concatenated) upload takes no PATCH")
+            if length is not None and length != upload.length:
+                await self._declare_length(upload, length)
+            if offset != upload.offset:
+                raise OffsetMismatch(f"Upload-Offset is {offset}, the upload holds {upload.offset} bytes",
+                                     headers={"upload-offset": str(upload.offset)})
+            if upload.file_id is None and not upload.complete:
+                await self._append(upload, holder.body_scope, body, checksum)
+            if upload.complete and upload.file_id is None and upload.concat is None:
+                await self._commit(upload, await self._upload_hash(upload))
+            if holder.superseded:
+                raise UploadSuperseded("a newer request for this upload took over")
+            return upload
+
+    async def _declare_length(self, upload: TusUpload, length: int) -> None:
+        """creation-defer-length: the first PATCH that knows the length says it, once."""
+        if upload.length is not None:
+            raise InvalidRequest(f"Upload-Length is already {upload.length}")
+        if length < upload.offset:
+            raise InvalidRequest(f"Upload-Length {length} is below the {upload.offset} bytes stored")
+        if length > self.settings.max_file_size:
+            raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
+                               f"{self.settings.max_file_size} bytes")
+        upload.length = length
+        await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
+
+    async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
+                      body: AsyncIterator[bytes], checksum: tuple[str, bytes] | None) -> None:
+        try:
+            writer: PartialWriter = await anyio.to_thread.run_sync(self.storage.open_partial,
+                                                                   upload.upload_id)
+        except PartialBusy:
+            raise UploadLocked("another server process is writing this upload; retry shortly",
+                               headers={"retry-after": "1"}) from None
+        try:
+            if writer.offset != upload.offset:  # another worker process appended meanwhile
+                raise OffsetMismatch(f"the upload now holds {writer.offset} bytes",
+                                     headers={"upload-offset": str(writer.offset)})
+            # Partial uploads are hashed when concatenated, not here.
+            upload_hash = await self._upload_hash(upload) if upload.concat is None else None
+            before = upload_hash.copy() if upload_hash is not None and checksum else None
+            chunk_hash = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
+            room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
+            appender = Appender(writer, upload_hash=upload_hash, chunk_hash=chunk_hash, limit=room,
+                                block_size=self.settings.block_size)
+            failure: BaseException | None = None
+            try:
+                with body_scope:
+                    async for chunk in body:
+                        await appender.write(chunk)
+            except BaseException as error:  # cancellation included: save first, re-raise after
+                failure = error
+            # Whatever happened to the body, what arrived is settled before anything else,
+            # even when this task is being cancelled.
+            with anyio.CancelScope(shield=True):
+                await appender.drain()
+                # A chunk whose checksum cannot be verified (cut short) or does not match is
+                # discarded whole (tus checksum extension); so is one running past Upload-Length.
+                keep = not isinstance(failure, UploadLengthExceeded)
+                if chunk_hash is not None and keep:
+                    assert checksum is not None
+                    if failure is not None or body_scope.cancel_called:
+                        keep = False
+                    elif chunk_hash.digest() != checksum[1]:
+                        keep = False
+                        failure = ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum; "
+                                                   "it was discarded")
+                if keep:
+                    upload.offset = writer.offset + appender.received
+                    if upload_hash is not None:
+                        self._hashers[upload.upload_id] = (upload.offset, upload_hash)
+                else:
+                    await anyio.to_thread.run_sync(writer.rollback)
+                    if before is not None:
+                        self._hashers[upload.upload_id] = (upload.offset, before)
+        except BaseException:
+            self._hashers.pop(upload.upload_id, None)  # state unknown: rebuild from disk later
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(writer.close)
+        upload.expires_at = self.clock() + self.settings.tus_expiry
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
+                                           upload.state())
+        if failure is not None:
+            raise failure
+
+    async def _upload_hash(self, upload: TusUpload) -> Any:
+        """The running SHA-256 of the stored bytes; rebuilt from storage on a worker thread
+        when this process has none for this offset (after a restart, or another worker)."""
+        cached = self._hashers.pop(upload.upload_id, None)
+        if cached is not None and cached[0] == upload.offset:
+            return cached[1]
+
+        def rehash() -> Any:
+            hasher = hashlib.sha256()
+            for block in self.storage.read_partial(upload.upload_id, end=upload.offset,
+                                                   block_size=self.settings.block_size):
+                hasher.update(block)
+            return hasher
+
+        return await anyio.to_thread.run_sync(rehash)
+
+    async def _commit(self, upload: TusUpload, upload_hash: Any) -> None:
+        """All bytes are in: make them an ordinary stored file through the upload service."""
+        assert upload.length is not None
+        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
+        incoming = IncomingFile(
+            sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
+            filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
+            received=Received(size=upload.length, sha256=upload_hash.hexdigest()))
+        [stored] = await self.uploads.commit([incoming])
+        upload.file_id = stored.id
+        self._hashers.pop(upload.upload_id, None)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
+                                           upload.state())
+            await anyio.to_thread.run_sync(
+                lambda: self.storage.terminate_partial(upload.upload_id, keep_state=True))
+
+    # --- termination and expiry -------------------------------------------------------------
+
+    async def terminate(self, upload_id: str) -> None:
+        async with self.locks.hold(upload_id):
+            try:
+                await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+            except KeyError:
+                raise NotFound(f"no upload with id {upload_id!r}") from None
+            await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+            self._hashers.pop(upload_id, None)
+
+    async def sweep(self) -> int:
+        """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
+        finished ones kept as long for clients that come back to check."""
+        removed = 0
+        now = self.clock()
+        for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
+            if self.locks.busy(upload_id):
+                continue
+            try:
+                state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+            except KeyError:
+                continue
+            if state["expires_at"] > now:
+                continue
+            try:
+                await anyio.to_thread.run_sync(self._terminate_unless_busy, upload_id)
+            except IngestError:
+                continue
+            self._hashers.pop(upload_id, None)
+            removed += 1
+        if removed:
+            log.info("swept %d expired tus uploads", removed)
+        return removed
+
+    def _terminate_unless_busy(self, upload_id: str) -> None:
+        """Worker thread: a session open in another process means the upload is alive."""
+        try:
+            writer = self.storage.open_partial(upload_id)
+        except PartialBusy:
+            raise UploadLocked(upload_id) from None
+        except KeyError:  # no bytes (a finished upload's record)
+            self.storage.terminate_partial(upload_id)
+            return
+        try:
+            self.storage.terminate_partial(upload_id)
+        finally:
+            writer.close()
+
+
+def _name_and_type(metadata: dict[str, str], default_name: str) -> tuple[str, str]:
+    raw_name = next((metadata[key] for key in NAME_KEYS if metadata.get(key)), default_name)
+    filename = clean_filename(raw_name)
+    raw_type = next((metadata[key] for key in TYPE_KEYS if metadata.get(key)), None)
+    return filename, clean_media_type(raw_type, filename)
+
+
+def _extra_metadata(metadata: dict[str, str]) -> dict[str, Any]:
+    """Upload-Metadata pairs other than name and type are stored with the file."""
+    return {key: value for key, value in metadata.items() if key not in NAME_KEYS + TYPE_KEYS}
