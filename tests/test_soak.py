@@ -2,7 +2,8 @@
 server on loopback. Every acknowledged file must be in the catalog with the right bytes and
 SHA-256, nothing else may be, no temporary file may remain, and the server's RSS stays bounded.
 
-Uploads alternate multipart, raw PUT and tus. `make test` runs 120 uploads, all at once. `make soak` runs 1,000 (INGEST_SOAK_UPLOADS) with
+Uploads alternate multipart, raw PUT and tus. `make test` runs 120 uploads, all at once.
+`make soak` runs 1,000 (INGEST_SOAK_UPLOADS) with
 INGEST_SOAK_CONCURRENCY at a time and prints its figures.
 """
 
