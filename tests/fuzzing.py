@@ -2,8 +2,8 @@
 parser (the oracle), and the invariants every answer must keep.
 
 Budgets: each fuzz test asks for `examples(n)`; `make test` runs the numbers as written
-(about 15,000 cases in all) and `make fuzz` multiplies them by INGEST_FUZZ_SCALE (100 by
-default: about 1,500,000 cases) for a long local campaign.
+(about 13,500 cases in all) and `make fuzz` multiplies them by INGEST_FUZZ_SCALE (100 by
+default: about 1,350,000 cases) for a long local campaign.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def expected_fields(parts: list[Part]) -> dict[str, str | list[str]]:
 
 
 @given(form=forms(), data=st.data())
-@examples(2000)
+@examples(1500)
 def test_well_formed_forms_are_stored_exactly_in_any_chunking(app: InProcessApp, form: tuple[bytes, list[Part]],
                                                               data: st.DataObject) -> None:
     boundary, parts = form
@@ -206,7 +206,7 @@ def sent_boundary(content_type: bytes) -> bytes | None:
 
 
 @given(case=mutated())
-@examples(4000)
+@examples(3000)
 def test_mutated_forms_get_a_4xx_or_exactly_what_an_independent_parser_reads(
         app: InProcessApp, case: tuple[bytes, bytes, list[bytes], bool]) -> None:
     _boundary, content_type, chunks, disconnect = case
