@@ -28,6 +28,9 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	INGEST_SOAK_UPLOADS=$${INGEST_SOAK_UPLOADS:-1000} INGEST_SOAK_CONCURRENCY=$${INGEST_SOAK_CONCURRENCY:-64} \
 		$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+# The benchmark suite (README "Benchmarks"); pass options as BENCH_ARGS='--size 4GiB --repeat 1'.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks

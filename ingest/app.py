@@ -11,7 +11,7 @@ import binascii
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import browser, openapi, tus
+from ingest import browser, openapi, operations, tus
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
@@ -38,8 +38,10 @@ from ingest.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from ingest.events import HookTarget
 from ingest.framing import parse_part_headers
 from ingest.guards import UPLOAD_METHODS, UploadGuard
+from ingest.hooks import HookCallable
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
 from ingest.raw import receive_raw
@@ -64,17 +66,20 @@ class _AnythingConvertor(PathConvertor):
 register_url_convertor("anything", _AnythingConvertor())
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None,
+               hooks: Sequence[HookCallable | HookTarget] = ()) -> Starlette:
+    """`hooks`: Python callables (or targets) receiving upload events; see ingest/events.py."""
     settings = settings or Settings.from_env()
     tune_allocator()
     storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
     storage.prepare()
-    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path))
+    events = operations.build_events(settings, hooks)
+    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path), events)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        async with anyio.create_task_group() as background:
+        async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)
             try:
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await service.stop()
 
     routes = [
+        *operations.routes(settings),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_spec, methods=["GET"]),
         Route("/uploads", create_uploads, methods=["POST"], name="uploads"),
@@ -108,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     partials = LocalPartials(storage, settings.data_dir)
     partials.prepare()
     tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
+    operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
 
 

@@ -7,11 +7,14 @@ uvicorn through the environment, so worker processes rebuild the very same Setti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -81,20 +84,54 @@ def build_parser() -> argparse.ArgumentParser:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ingest.accesslog import log_config
     from ingest.protocol import HeaderDeadlineProtocol
 
     overrides = {s.name: getattr(args, s.name) for s in fields(Settings)}
     settings = Settings.from_env(**overrides)
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "ingest.app:create_app", factory=True, host=settings.host, port=settings.port,
-        workers=settings.workers, proxy_headers=settings.proxy_headers,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
-        timeout_graceful_shutdown=settings.shutdown_grace,
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-    )
+    with _metrics_across_workers(settings):
+        uvicorn.run(
+            "ingest.app:create_app", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, proxy_headers=settings.proxy_headers,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
+            timeout_graceful_shutdown=settings.shutdown_grace,
+            log_config=log_config(settings.log_format),
+            # Our access log (ingest.accesslog) replaces uvicorn's when it is on.
+            access_log=not settings.access_log,
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_across_workers(settings: Settings) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode: a directory every worker
+    writes its values to (set before any worker imports prometheus-client), removed at exit;
+    a separate metrics port is then served here, from all workers' files."""
+    from ingest.metrics import MULTIPROC_ENV
+
+    if settings.workers <= 1 or not settings.metrics or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="ingest-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    server = None
+    try:
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            from ingest.metrics import multiprocess_registry
+
+            server, _thread = start_http_server(settings.metrics_port, addr=settings.host,
+                                                registry=multiprocess_registry())
+        yield
+    finally:
+        if server is not None:
+            server.shutdown()
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:

@@ -49,6 +49,20 @@ class Settings:
     max_concurrent_uploads: int = _setting(
         256, "uploads received at once per worker; more get 503 + Retry-After; 0 = no limit")
     shutdown_grace: int = _setting(30, "seconds in-flight uploads get to finish after SIGTERM")
+    metrics: bool = _setting(True, "serve Prometheus metrics at GET /metrics")
+    metrics_port: int = _setting(0, "serve /metrics on this port of --host instead, without auth; 0 = main port")
+    hook_url: str = _setting("", "URL that receives upload events as JSON POSTs; empty = no webhook")
+    hook_events: tuple[str, ...] = _setting((), "events sent to --hook-url, comma-separated; empty = all")
+    hook_timeout: float = _setting(5.0, "seconds one hook delivery may take; a pre-* hook past it fails")
+    hook_retries: int = _setting(3, "extra attempts for a failed post-* delivery")
+    hook_backoff: float = _setting(0.5, "seconds before the first retry, doubling after each")
+    hook_max_response_size: int = _setting(64 * KiB, "largest answer read from the webhook, in bytes")
+    hook_forward_headers: tuple[str, ...] = _setting((), "request headers passed on to the webhook, comma-separated")
+    hook_queue_size: int = _setting(1000, "post-* events waiting for delivery; beyond, events are dropped")
+    hook_fail_open: bool = _setting(False, "let uploads through when a pre-* hook fails or times out")
+    hook_progress_interval: float = _setting(1.0, "seconds between post-receive events of one upload")
+    log_format: str = _setting("text", "log format: text (for a terminal) or json (one object per line)")
+    access_log: bool = _setting(True, "log one line per request (replaces uvicorn's access log)")
     tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
     cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
 
@@ -99,6 +113,8 @@ def parse_value(setting: dataclasses.Field[Any], raw: str) -> Any:
         raise ValueError(f"{env_name(setting.name)}: not a boolean: {raw!r}")
     if kind == "int":
         return parse_size(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "Path":
         return Path(raw)
     if kind.startswith("tuple"):

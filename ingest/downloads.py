@@ -1,6 +1,7 @@
 """Serving stored files: Starlette's FileResponse plus what it leaves out.
 
-FileResponse does Range, If-Range, 206 and multipart/byteranges and uses sendfile. Added
+FileResponse does Range, If-Range, 206 and multipart/byteranges (under uvicorn it reads the file in 64 KiB
+chunks; servers with the ASGI pathsend extension get sendfile). Added
 here: a strong ETag from the stored SHA-256, If-None-Match / If-Modified-Since -> 304
 (RFC 9110 §13.1), a Content-Disposition with an ASCII fallback beside `filename*`
 (RFC 6266 §4.3), headers that stop browsers from running uploaded content, and JSON bodies

@@ -133,6 +133,19 @@ def spec() -> dict[str, Any]:
                 "delete": {"summary": "Delete a stored file", "parameters": [_FILE_ID],
                            "responses": {"204": {"description": "Deleted"},
                                          **_error_responses(401, 404)}}},
+            "/uploads/progress/{token}": {"get": {
+                "summary": "Live progress of the upload tagged ?progress={token} (Server-Sent Events: "
+                           "progress, then complete or failed)",
+                "parameters": [{"name": "token", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~-]{8,128}$"}}],
+                "responses": {"200": {"description": "An event stream", "content": {
+                    "text/event-stream": {"schema": {"type": "string"}}}},
+                    **_error_responses(400, 401)}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "responses": {"200": {"description": "Metrics", "content": {
+                    "text/plain": {"schema": {"type": "string"}}}},
+                    **_error_responses(401)}}},
             "/uploads/{file_id}/content": {
                 "get": {"summary": "Download (Range, If-None-Match supported)",
                         "parameters": [_FILE_ID],

@@ -1,6 +1,7 @@
 """BlobSink: one file on its way into storage, counted, limited and hashed as it streams.
 
-The event loop only copies chunks into a block (1 MiB by default). Full blocks go to two
+The event loop only gathers chunks into a block (1 MiB by default): large `bytes` chunks by
+reference, small ones copied together, so the body is not copied on the loop. Full blocks go to two
 ordered lanes on worker threads, one hashing and one writing, which run beside each other
 and beside the parsing of the next blocks: hashlib and `os.write` release the GIL.
 A few blocks may queue per lane, so the event loop rarely waits and keeps reading the
@@ -19,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -29,6 +31,11 @@ from ingest.storage.base import BlobWriter
 _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
 LANE_DEPTH = 4  # blocks queued per lane: memory per upload <= (LANE_DEPTH + 1) * block_size
+BY_REFERENCE = 64 * 1024  # chunks at least this big join a block by reference, smaller ones are copied
+
+# One block: the chunks gathered for one hash step and one write step, in order.
+Block = list[bytes | bytearray]
+Item = TypeVar("Item")  # what one lane's work takes: a Block here, a bytearray for tus
 
 
 @dataclass(frozen=True)
@@ -40,33 +47,54 @@ class Received:
 
 
 class BlobSink:
-    def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int) -> None:
+    def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int,
+                 on_block: Callable[[int], object] | None = None) -> None:
         self._writer = writer
+        # Told the length of each block handed to the lanes: metrics and progress are
+        # updated per block, never per chunk, to keep the chunk path short.
+        self._on_block = on_block
         self._max_size = max_size
         self._block_size = block_size
         self._hasher = hashlib.sha256()
-        self._block = bytearray()
-        self._hash_lane = OrderedLane(self._hasher.update)
-        self._write_lane = OrderedLane(self._write)
+        self._block: Block = []
+        self._block_bytes = 0
+        self._hash_lane: OrderedLane[Block] = OrderedLane(self._hash)
+        self._write_lane: OrderedLane[Block] = OrderedLane(self._write)
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self._max_size:
             raise FileTooLarge(f"file is larger than the limit of {self._max_size} bytes")
-        self._block += chunk
-        if len(self._block) >= self._block_size:
+        if len(chunk) >= BY_REFERENCE and type(chunk) is bytes:
+            # Kept by reference: `bytes` cannot change, so the lanes can hash and write it
+            # later without the event loop copying it first (a mutable buffer is copied).
+            self._block.append(chunk)
+        elif self._block and isinstance(self._block[-1], bytearray):
+            self._block[-1] += chunk
+        else:
+            self._block.append(bytearray(chunk))
+        self._block_bytes += len(chunk)
+        if self._block_bytes >= self._block_size:
             await self._flush()
 
     async def _flush(self) -> None:
-        block, self._block = self._block, bytearray()
+        block, self._block = self._block, []
+        self._block_bytes = 0
         if block:
             await self._hash_lane.submit(block)
             await self._write_lane.submit(block)
+            if self._on_block is not None:
+                self._on_block(len(block))
 
-    def _write(self, block: bytearray) -> None:
+    def _hash(self, block: Block) -> None:
+        for piece in block:
+            self._hasher.update(piece)
+
+    def _write(self, block: Block) -> None:
         try:
-            self._writer.write(block)
+            for piece in block:
+                self._writer.write(piece)
         except OSError as error:
             raise storage_error(error) from error
 
@@ -94,16 +122,16 @@ class BlobSink:
             await anyio.to_thread.run_sync(self._writer.abort)
 
 
-class OrderedLane:
+class OrderedLane(Generic[Item]):
     """Runs `work(item)` for each submitted item, in order, on the shared I/O threads.
 
     One thread hop serves a burst of queued items rather than one item, and at most
     LANE_DEPTH items wait: `submit` awaits room beyond that.
     """
 
-    def __init__(self, work: Callable[[bytearray], object]) -> None:
+    def __init__(self, work: Callable[[Item], object]) -> None:
         self._work = work
-        self._queue: deque[bytearray] = deque()
+        self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self._running = False
         self._error: BaseException | None = None
@@ -112,7 +140,7 @@ class OrderedLane:
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
 
-    async def submit(self, item: bytearray) -> None:
+    async def submit(self, item: Item) -> None:
         self._raise_error()
         while len(self._queue) >= LANE_DEPTH:
             await self._wait()

@@ -9,7 +9,9 @@ which no client can see and the sweeper removes.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,10 @@ import anyio.to_thread
 
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
+from ingest.context import OTHER, RAW, current_request
 from ingest.errors import DigestMismatch, NotFound
+from ingest.events import EventHub, Upload
+from ingest.metrics import Metrics
 from ingest.models import StoredFile, new_file_id, utc_now
 from ingest.sink import BlobSink, Received
 from ingest.storage.base import Storage
@@ -37,13 +42,18 @@ class IncomingFile:
     expected_sha256: str | None = None
     received: Received | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The upload as events and metrics see it; its id becomes the stored file's id.
+    upload: Upload = field(default_factory=lambda: Upload(id=new_file_id(), protocol=OTHER,
+                                                          filename="", content_type=""))
 
 
 class UploadService:
-    def __init__(self, settings: Settings, storage: Storage, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, storage: Storage, catalog: Catalog,
+                 events: EventHub | None = None) -> None:
         self.settings = settings
         self.storage = storage
         self.catalog = catalog
+        self.events = events or EventHub(Metrics())
 
     async def start(self) -> None:
         await self.catalog.open()
@@ -54,15 +64,36 @@ class UploadService:
 
     async def new_file(self, *, filename: str, content_type: str,
                        expected_sha256: str | None = None) -> IncomingFile:
-        writer = await anyio.to_thread.run_sync(self.storage.create)
+        """Run pre-create (which may refuse, raising), then open a temporary blob."""
+        request = current_request()
+        upload = Upload(id=new_file_id(), protocol=request.protocol if request else OTHER,
+                        filename=filename, content_type=content_type)
+        if request is not None:
+            upload.client = request.client
+            upload.request_id = request.request_id
+            upload.forwarded_headers = request.forwarded_headers
+            if request.protocol == RAW:
+                upload.expected_size = request.content_length
+        await self.events.create(upload)
+        try:
+            writer = await anyio.to_thread.run_sync(self.storage.create)
+        except BaseException:
+            self.events.failed(upload)
+            raise
         sink = BlobSink(writer, max_size=self.settings.max_file_size,
-                        block_size=self.settings.block_size)
+                        block_size=self.settings.block_size,
+                        on_block=functools.partial(self.events.received, upload))
         return IncomingFile(sink=sink, filename=filename, content_type=content_type,
-                            expected_sha256=expected_sha256)
+                            expected_sha256=expected_sha256, upload=upload)
 
     async def finish(self, incoming: IncomingFile) -> None:
         """All bytes are in: flush the last block and record size and SHA-256."""
         incoming.received = await incoming.sink.finish()
+        incoming.upload.size = incoming.received.size
+        incoming.upload.sha256 = incoming.received.sha256
+        request = current_request()
+        if request is not None:
+            request.files_received += 1
 
     async def commit(self, incoming_files: Sequence[IncomingFile]) -> list[StoredFile]:
         """Check digests, then make every file visible, or none. On failure all is discarded."""
@@ -71,32 +102,52 @@ class UploadService:
             for incoming in incoming_files:
                 if incoming.received is None:
                     await self.finish(incoming)
-                _check_digest(incoming)
+                assert incoming.received is not None
+                incoming.upload.size = incoming.received.size
+                incoming.upload.sha256 = incoming.received.sha256
+                try:
+                    _check_digest(incoming)
+                except DigestMismatch:
+                    self.events.digest_mismatch(incoming.upload.protocol)
+                    raise
+            for incoming in incoming_files:
+                # Metadata a pre-create hook set wins over what the client sent.
+                incoming.upload.metadata = {**incoming.metadata, **incoming.upload.metadata_changes}
+                await self.events.finishing(incoming.upload)
             for incoming in incoming_files:
                 assert incoming.received is not None
                 stored = StoredFile(
-                    id=new_file_id(), filename=incoming.filename, size=incoming.received.size,
+                    id=incoming.upload.id, filename=incoming.filename, size=incoming.received.size,
                     sha256=incoming.received.sha256, content_type=incoming.content_type,
-                    created_at=utc_now(), metadata=incoming.metadata)
+                    created_at=utc_now(), metadata=incoming.upload.metadata)
                 await incoming.sink.commit(stored.id)
                 committed.append(stored)
             await self.catalog.add(committed)
-        except BaseException:
+        except BaseException as error:
             with anyio.CancelScope(shield=True):
-                await self.discard(incoming_files[len(committed):])
+                await self.discard(incoming_files[len(committed):], error)
                 for stored in committed:
                     await anyio.to_thread.run_sync(self.storage.delete, stored.id)
+                for incoming in incoming_files:
+                    self.events.failed(incoming.upload, error)
             raise
+        for incoming in incoming_files:
+            self.events.finished(incoming.upload)
         return committed
 
-    async def discard(self, incoming_files: Sequence[IncomingFile]) -> None:
-        """Abort every sink; never raises, so the original error is the one reported."""
+    async def discard(self, incoming_files: Sequence[IncomingFile], error: BaseException | None = None) -> None:
+        """Abort every sink; never raises, so the original error is the one reported.
+
+        Called from `except` blocks: without `error`, the exception being handled is the
+        reason given to metrics and post-terminate hooks."""
+        error = error or sys.exception()
         with anyio.CancelScope(shield=True):
             for incoming in incoming_files:
                 try:
                     await incoming.sink.abort()
                 except Exception:
                     log.exception("could not discard a temporary file of %r", incoming.filename)
+                self.events.failed(incoming.upload, error)
 
     async def get(self, file_id: str) -> StoredFile:
         stored = await self.catalog.get(file_id)
@@ -113,6 +164,12 @@ class UploadService:
         if stored is None:
             raise NotFound(f"no stored file with id {file_id!r}")
         await anyio.to_thread.run_sync(self.storage.delete, stored.id)
+        request = current_request()
+        self.events.deleted(Upload(
+            id=stored.id, protocol=request.protocol if request else OTHER, filename=stored.filename,
+            content_type=stored.content_type, client=request.client if request else None,
+            metadata=stored.metadata, size=stored.size, sha256=stored.sha256,
+            request_id=request.request_id if request else None))
         return stored
 
     async def sweep(self, *, temp_older_than: float) -> None:

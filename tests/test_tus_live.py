@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -62,11 +63,16 @@ TUSPY_LEAKS_FILES = pytest.mark.filterwarnings("ignore::ResourceWarning",
 def test_tuspy_uploads_256_mib_in_chunks_with_checksums(
         live_server: LiveServer, file_256mib: tuple[Path, str]) -> None:
     path, digest = file_256mib
-    client = tusclient().TusClient(live_server.url + "/files/")
-    uploader = client.uploader(str(path), chunk_size=32 * MiB, upload_checksum=True,
-                               metadata={"filename": "big.bin", "filetype": "application/x-test"})
-    uploader.upload()
-    assert uploader.offset == path.stat().st_size
+
+    def upload() -> int:
+        client = tusclient().TusClient(live_server.url + "/files/")
+        uploader = client.uploader(str(path), chunk_size=32 * MiB, upload_checksum=True,
+                                   metadata={"filename": "big.bin", "filetype": "application/x-test"})
+        uploader.upload()
+        return int(uploader.offset)
+
+    assert upload() == path.stat().st_size
+    gc.collect()  # tuspy's leaked files are reclaimed here, under this test's warning filter
     [item] = stored(live_server)
     assert (item["filename"], item["size"], item["sha256"], item["content_type"]) == (
         "big.bin", path.stat().st_size, digest, "application/x-test")
@@ -77,22 +83,31 @@ def test_tuspy_resumes_after_the_connection_drops_mid_patch(
         live_server: LiveServer, file_256mib: tuple[Path, str]) -> None:
     path, digest = file_256mib
     proxy = FaultyProxy(live_server.port)
-    try:
-        tus = tusclient()
+    tus = tusclient()
+    from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+
+    def interrupted() -> str:
         uploader = tus.TusClient(proxy.url + "/files/").uploader(
             str(path), chunk_size=64 * MiB, metadata={"filename": "resumed.bin"})
         proxy.cut_after(100 * MiB)  # inside the second PATCH
-        from tusclient.exceptions import TusCommunicationError, TusUploadFailed
-
         with pytest.raises((TusUploadFailed, TusCommunicationError)):
             uploader.upload()
-        assert proxy.faults == 1
+        return str(uploader.url)
+
+    def resume(url: str) -> int:
         # A new client, as after a crash: only the URL is known; it asks for the offset.
-        resumed = tus.TusClient(proxy.url + "/files/").uploader(str(path), url=uploader.url, chunk_size=64 * MiB)
-        assert 64 * MiB <= resumed.offset < 100 * MiB  # bytes past the first chunk survived
+        resumed = tus.TusClient(proxy.url + "/files/").uploader(str(path), url=url, chunk_size=64 * MiB)
+        offset = int(resumed.offset)
         resumed.upload()
+        return offset
+
+    try:
+        url = interrupted()
+        assert proxy.faults == 1
+        assert 64 * MiB <= resume(url) < 100 * MiB  # bytes past the first chunk survived
     finally:
         proxy.close()
+        gc.collect()
     [item] = stored(live_server)
     assert (item["filename"], item["sha256"]) == ("resumed.bin", digest)
 

@@ -250,12 +250,15 @@ async def test_unknown_uploads_answer_404(client: httpx.AsyncClient, method: str
     assert response.headers["tus-resumable"] == "1.0.0"
 
 
-async def test_patch_to_a_finished_upload_at_its_end_changes_nothing(client: httpx.AsyncClient) -> None:
+async def test_patch_to_a_finished_upload_changes_nothing_and_refuses_more_bytes(client: httpx.AsyncClient) -> None:
     url = await create(client, 3)
     await patch(client, url, 0, b"abc")
     response = await patch(client, url, 3, b"")
     assert (response.status_code, response.headers["upload-offset"]) == (204, "3")
     assert len(await stored_items(client)) == 1
+    more = await patch(client, url, 3, b"more")
+    assert (more.status_code, more.json()["error"]) == (413, "upload_length_exceeded")
+    assert (await stored_items(client))[0]["size"] == 3
 
 
 # --- termination and expiration --------------------------------------------------------------

@@ -8,7 +8,7 @@ PATCHes) and, when the client sent `Upload-Checksum`, the checksum of this chunk
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -44,9 +44,12 @@ class Appender:
         if block:
             # Shielded so that a hand-over (which cancels the body read) never leaves a block
             # hashed but not written, or the reverse.
+            # OrderedLane hands each item to our own `_hash`/`_write` untouched, whatever the
+            # item type BlobSink uses for its blocks.
+            item = cast(Any, block)
             with anyio.CancelScope(shield=True):
-                await self._hash_lane.submit(block)
-                await self._write_lane.submit(block)
+                await self._hash_lane.submit(item)
+                await self._write_lane.submit(item)
 
     async def drain(self) -> None:
         """Write and hash every byte received so far and wait for both lanes."""
@@ -55,11 +58,11 @@ class Appender:
             await self._hash_lane.join()
             await self._write_lane.join()
 
-    def _hash(self, block: bytearray) -> None:
+    def _hash(self, block: Any) -> None:
         for hasher in self._hashes:
             hasher.update(block)
 
-    def _write(self, block: bytearray) -> None:
+    def _write(self, block: Any) -> None:
         try:
             self._writer.write(block)
         except OSError as error:

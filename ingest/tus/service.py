@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.config import Settings
+from ingest.context import TUS, current_request
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
@@ -33,6 +34,7 @@ from ingest.errors import (
     UploadNotPatchable,
     UploadSuperseded,
 )
+from ingest.events import HookRejected, Upload
 from ingest.models import clean_filename, clean_media_type
 from ingest.sink import BlobSink, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
@@ -83,6 +85,9 @@ class TusService:
         self.storage = storage
         self.clock = clock
         self.locks = UploadLocks()
+        # Each unfinished upload as events and metrics see it (ingest/events.py), while this
+        # process lives; rebuilt, uncounted, from the stored state after a restart.
+        self._events: dict[str, Upload] = {}
         # SHA-256 of each upload's stored prefix, keyed by its length, while this process lives;
         # after a restart (or a PATCH served by another worker) it is rebuilt from the bytes.
         self._hashers: dict[str, tuple[int, Any]] = {}
@@ -100,7 +105,17 @@ class TusService:
         upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
                            created_at=now, expires_at=now + self.settings.tus_expiry,
                            concat="partial" if partial else None)
-        await anyio.to_thread.run_sync(self.storage.create_partial, upload.upload_id, upload.state())
+        if not partial:
+            # pre-create may refuse (HookRejected) before anything exists; partial uploads
+            # have no events of their own: the final upload that concatenates them has.
+            event = self._event_of(upload, register=False)
+            await self.uploads.events.create(event)
+            self._events[upload.upload_id] = event
+        try:
+            await anyio.to_thread.run_sync(self.storage.create_partial, upload.upload_id, upload.state())
+        except BaseException as error:
+            self._end_event(upload.upload_id, error)
+            raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
                 await self._commit(upload, hashlib.sha256())
@@ -179,6 +194,10 @@ class TusService:
                                      headers={"upload-offset": str(upload.offset)})
             if upload.file_id is None and not upload.complete:
                 await self._append(upload, holder.body_scope, body, checksum)
+            else:
+                async for chunk in body:
+                    if chunk:
+                        raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
             if upload.complete and upload.file_id is None and upload.concat is None:
                 await self._commit(upload, await self._upload_hash(upload))
             if holder.superseded:
@@ -218,6 +237,9 @@ class TusService:
                                 block_size=self.settings.block_size)
             failure: BaseException | None = None
             try:
+                event = self._event_of(upload) if upload.concat is None else None
+                if event is not None:
+                    body = self.uploads.events.counting(event, body, every=self.settings.block_size)
                 with body_scope:
                     async for chunk in body:
                         await appender.write(chunk)
@@ -256,6 +278,8 @@ class TusService:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                            upload.state())
+        if event is not None:
+            self.uploads.events.settled(event, upload.offset)
         if failure is not None:
             raise failure
 
@@ -283,8 +307,18 @@ class TusService:
         incoming = IncomingFile(
             sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
-            received=Received(size=upload.length, sha256=upload_hash.hexdigest()))
-        [stored] = await self.uploads.commit([incoming])
+            received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
+            upload=self._event_of(upload))
+        try:
+            [stored] = await self.uploads.commit([incoming])
+        except HookRejected:
+            # pre-finish refused the upload: it is discarded, as its client is told.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+            self._events.pop(upload.upload_id, None)
+            self._hashers.pop(upload.upload_id, None)
+            raise
+        self._events.pop(upload.upload_id, None)
         upload.file_id = stored.id
         self._hashers.pop(upload.upload_id, None)
         with anyio.CancelScope(shield=True):
@@ -298,11 +332,12 @@ class TusService:
     async def terminate(self, upload_id: str) -> None:
         async with self.locks.hold(upload_id):
             try:
-                await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+                state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 raise NotFound(f"no upload with id {upload_id!r}") from None
             await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
             self._hashers.pop(upload_id, None)
+            self._end_event(upload_id, "terminated", state=state, offset=offset)
 
     async def sweep(self) -> int:
         """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
@@ -313,7 +348,7 @@ class TusService:
             if self.locks.busy(upload_id):
                 continue
             try:
-                state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+                state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 continue
             if state["expires_at"] > now:
@@ -323,10 +358,41 @@ class TusService:
             except IngestError:
                 continue
             self._hashers.pop(upload_id, None)
+            self._end_event(upload_id, "expired", state=state, offset=offset)
             removed += 1
         if removed:
             log.info("swept %d expired tus uploads", removed)
         return removed
+
+    # --- events and metrics (ingest/events.py) ----------------------------------------------
+
+    def _event_of(self, upload: TusUpload, *, register: bool = True) -> Upload:
+        """The upload as hooks and metrics see it: the one tracked since its creation, or,
+        after a restart or in another worker, a new one built from its stored state."""
+        tracked = self._events.get(upload.upload_id)
+        if tracked is not None:
+            return tracked
+        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        request = current_request()
+        event = Upload(id=upload.upload_id, protocol=TUS, filename=filename, content_type=content_type,
+                       metadata=_extra_metadata(upload.metadata), expected_size=upload.length,
+                       size=upload.offset, client=request.client if request else None,
+                       request_id=request.request_id if request else None,
+                       forwarded_headers=request.forwarded_headers if request else {})
+        if register:
+            self._events[upload.upload_id] = event
+        return event
+
+    def _end_event(self, upload_id: str, reason: BaseException | str, *,
+                   state: dict[str, Any] | None = None, offset: int = 0) -> None:
+        """An unfinished upload is gone (terminated, expired, or never created): post-terminate."""
+        event = self._events.pop(upload_id, None)
+        if event is None and state is not None and state.get("file_id") is None \
+                and state.get("concat") is None:
+            event = self._event_of(TusUpload.from_state(upload_id, state, offset))
+            self._events.pop(upload_id, None)
+        if event is not None:
+            self.uploads.events.failed(event, reason)
 
     def _terminate_unless_busy(self, upload_id: str) -> None:
         """Worker thread: a session open in another process means the upload is alive."""

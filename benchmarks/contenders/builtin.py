@@ -1,0 +1,115 @@
+"""The built-in contenders (see README "Benchmarks" for what each stands for)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.contenders import Contender, Launch, ServerCommand, _files_under, register, uvicorn_command
+from benchmarks.contenders.nginx_dav import nginx_dav_command
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+def _ingest(*extra: str) -> Callable[[Launch], ServerCommand]:
+    def launch_ingest(launch: Launch) -> ServerCommand:
+        argv = [sys.executable, "-m", "ingest", "serve", "--host", "127.0.0.1", "--port", str(launch.port),
+                "--data-dir", str(launch.workdir / "data"), *extra]
+        return ServerCommand(argv)
+    return launch_ingest
+
+
+def _ingest_files(workdir: Path) -> list[Path]:
+    return _files_under(workdir / "data" / "files")
+
+
+for _fsync in (True, False):
+    _suffix = "" if _fsync else "-nofsync"
+    _flags = () if _fsync else ("--no-fsync",)
+    _setting = f"sha256 on, fsync {'on' if _fsync else 'off'}"
+    register(Contender(
+        name=f"ingest-multipart{_suffix}", mode="multipart", url_path="/uploads",
+        description="ingest POST /uploads (multipart/form-data)", settings=_setting,
+        launch=_ingest(*_flags), stored=_ingest_files, health_path="/healthz"))
+    register(Contender(
+        name=f"ingest-put{_suffix}", mode="raw", url_path="/uploads/bench-{n}.bin", method="PUT",
+        description="ingest PUT /uploads/{name} (raw body)", settings=_setting,
+        launch=_ingest(*_flags), stored=_ingest_files, health_path="/healthz"))
+
+# --- the usual Python ways -------------------------------------------------------------------
+
+register(Contender(
+    name="starlette-form", mode="multipart",
+    description="Starlette request.form() + copy of the UploadFile in 1 MiB chunks",
+    settings="no hashing, no fsync; python-multipart spools to the temp dir",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.starlette_form:app", launch)))
+register(Contender(
+    name="fastapi-def", mode="multipart", url_path="/upload-def",
+    description="FastAPI def endpoint, UploadFile + shutil.copyfileobj (the UploadFile baseline)",
+    settings="no hashing, no fsync; python-multipart spools to the temp dir",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.fastapi_uploadfile:app", launch)))
+register(Contender(
+    name="fastapi-async", mode="multipart", url_path="/upload-async",
+    description="FastAPI async def endpoint, await UploadFile.read(1 MiB) loop",
+    settings="no hashing, no fsync; python-multipart spools to the temp dir",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.fastapi_uploadfile:app", launch)))
+register(Contender(
+    name="aiohttp-multipart", mode="multipart",
+    description="aiohttp MultipartReader, read_chunk(1 MiB) to a file, default asyncio loop",
+    settings="no hashing, no fsync",
+    launch=lambda launch: ServerCommand(
+        [sys.executable, "-m", "benchmarks.contenders.aiohttp_multipart", "--port", str(launch.port)],
+        {"BENCH_STORE_DIR": str(launch.store_dir)})))
+
+# --- bounds ----------------------------------------------------------------------------------
+
+register(Contender(
+    name="starlette-stream", mode="raw", method="PUT",
+    description="bare Starlette request.stream() written to a file, no parsing (Python bound)",
+    settings="no hashing, no fsync, default malloc",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.starlette_stream:app", launch)))
+register(Contender(
+    name="starlette-stream-tuned", mode="raw", method="PUT",
+    description="the same, with ingest's malloc tuning (Python bound under ingest's settings)",
+    settings="no hashing, no fsync, malloc tuned as ingest",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.starlette_stream:app_tuned", launch,
+                                          factory=True)))
+register(Contender(
+    name="nginx-dav", mode="raw", method="PUT", url_path="/files/bench-{n}.bin",
+    description="nginx dav_methods PUT (C reference), default client_body_buffer_size (16k)",
+    settings="no hashing, no fsync", requires=("nginx",),
+    launch=lambda launch: nginx_dav_command(launch, body_buffer=None),
+    stored=lambda workdir: _files_under(workdir / "store" / "files")))
+register(Contender(
+    name="nginx-dav-1m", mode="raw", method="PUT", url_path="/files/bench-{n}.bin",
+    description="nginx dav_methods PUT with client_body_buffer_size 1m",
+    settings="no hashing, no fsync", requires=("nginx",),
+    launch=lambda launch: nginx_dav_command(launch, body_buffer="1m"),
+    stored=lambda workdir: _files_under(workdir / "store" / "files")))
+register(Contender(
+    name="dd", mode="raw", description="dd bs=1M of the input to the same filesystem (disk bound)",
+    settings="no fsync (page cache), as the servers",
+    local=lambda source, target: ["dd", f"if={source}", f"of={target}", "bs=1M", "status=none"],
+    stored=lambda workdir: _files_under(workdir / "store"), requires=("dd",)))
+
+# --- ingest under granian (a Rust HTTP server), when installed: is it worth offering? -------
+
+def _granian(fsync: bool) -> Callable[[Launch], ServerCommand]:
+    def launch_granian(launch: Launch) -> ServerCommand:
+        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                "--port", str(launch.port), "--workers", "1", "--loop", "uvloop", "--no-ws",
+                "--log-level", "warning", "ingest.app:create_app"]
+        return ServerCommand(argv, {"INGEST_DATA_DIR": str(launch.workdir / "data"),
+                                    "INGEST_FSYNC": "true" if fsync else "false"})
+    return launch_granian
+
+
+if importlib.util.find_spec("granian") is not None:
+    for _fsync in (True, False):
+        register(Contender(
+            name="ingest-multipart-granian" + ("" if _fsync else "-nofsync"), mode="multipart", url_path="/uploads",
+            description="ingest POST /uploads under granian (ASGI, uvloop, one worker) instead of uvicorn",
+            settings=f"sha256 on, fsync {'on' if _fsync else 'off'}", health_path="/healthz", stored=_ingest_files,
+            launch=_granian(_fsync)))

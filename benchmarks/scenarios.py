@@ -1,0 +1,70 @@
+"""The scenarios, each run for every chosen contender, interleaved (A B C, A B C ...) so
+that drift of the shared machine hits all contenders alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.clients import Client
+from benchmarks.contenders import Contender
+from benchmarks.inputs import crlf_dense_body, random_input
+from benchmarks.runner import Run, Upload, measure, measure_stall
+
+ADVERSARIAL_BOUNDARY = b"benchmarkboundary7MA4YWxkTrZu0gW"
+
+
+@dataclass(frozen=True)
+class Plan:
+    contenders: list[Contender]
+    sizes: list[int]
+    repetitions: int
+    concurrency: int
+    concurrent_size: int
+    adversarial_size: int
+    scenarios: list[str]
+    client: Client
+    workroot: Path
+
+
+Report = Callable[[Run], None]
+
+
+def run_plan(plan: Plan, report: Report) -> list[Run]:
+    runs: list[Run] = []
+
+    def record(run: Run) -> None:
+        runs.append(run)
+        report(run)
+
+    if "single" in plan.scenarios:
+        for size in plan.sizes:
+            source = random_input(size)
+            for repetition in range(plan.repetitions):
+                for contender in plan.contenders:
+                    upload = Upload.of_file(source, contender.mode)
+                    record(measure(contender, [upload], scenario="single", repetition=repetition,
+                                   client=plan.client, workroot=plan.workroot))
+    if "concurrent" in plan.scenarios:
+        source = random_input(plan.concurrent_size)
+        for repetition in range(plan.repetitions):
+            for contender in plan.contenders:
+                uploads = [Upload.of_file(source, contender.mode)] * plan.concurrency
+                record(measure(contender, uploads, scenario="concurrent", repetition=repetition,
+                               client=plan.client, workroot=plan.workroot))
+    if "adversarial" in plan.scenarios:
+        dense, content_type = crlf_dense_body(plan.adversarial_size, ADVERSARIAL_BOUNDARY)
+        # Sized to take about as long as the adversarial upload at normal speed, or longer.
+        normal_source = random_input(max(plan.adversarial_size // 2, 1024 * 1024))
+        body_overhead = dense.size - plan.adversarial_size
+        adversarial = Upload(dense, "prebuilt", dense.sha256, dense.size - body_overhead, content_type)
+        multipart = [c for c in plan.contenders if c.mode == "multipart"]
+        for repetition in range(plan.repetitions):
+            for contender in multipart:
+                record(measure(contender, [adversarial], scenario="adversarial", repetition=repetition,
+                               client=plan.client, workroot=plan.workroot))
+                normal = [Upload.of_file(normal_source, "multipart")] * 2
+                record(measure_stall(contender, normal, adversarial, repetition=repetition,
+                                     client=plan.client, workroot=plan.workroot))
+    return runs

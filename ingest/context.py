@@ -1,0 +1,63 @@
+"""What the upload service may know about the HTTP request it is serving, without HTTP.
+
+The access-log middleware (`accesslog.py`) builds one `RequestContext` per request and sets it
+in a context variable for the duration of the request; the upload service reads it to label
+metrics and events (protocol, client address) and to count finished files for live progress.
+Context variables follow the request's task through every `await`, so the protocol modules
+need not pass it along. Code outside a request (the CLI, tests of the service) sees None.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from dataclasses import dataclass, field
+
+# The protocol label of metrics, events and log lines.
+MULTIPART = "multipart"
+RAW = "raw"
+TUS = "tus"
+OTHER = "other"
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    client: str | None
+    protocol: str
+    content_length: int | None = None
+    # Request headers a webhook receives as configured by `hook_forward_headers`.
+    forwarded_headers: dict[str, str] = field(default_factory=dict)
+    files_received: int = 0
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "ingest_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    return _current.get()
+
+
+def set_current_request(context: RequestContext | None) -> contextvars.Token[RequestContext | None]:
+    return _current.set(context)
+
+
+def reset_current_request(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def protocol_of(method: str, path: str, content_type: str) -> str:
+    """Which upload path a request takes, from its method, path and media type."""
+    if path == "/files" or path.startswith("/files/"):
+        return TUS
+    if method == "PUT" and path.startswith("/uploads/"):
+        return RAW
+    if method == "POST" and path == "/uploads":
+        media_type = content_type.partition(";")[0].strip().lower()
+        return MULTIPART if media_type == "multipart/form-data" else RAW
+    return OTHER

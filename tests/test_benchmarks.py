@@ -1,0 +1,146 @@
+"""The benchmark harness, so it cannot rot: real servers, real curl, small files.
+
+These check that the harness measures and verifies what it says, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import procstat, report
+from benchmarks.contenders import REGISTRY, Contender
+from benchmarks.inputs import random_input
+from benchmarks.runner import Upload, measure
+from tests.conftest import require_tool
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_input(tmp_path: Path) -> Upload:
+    return Upload.of_file(random_input(4 * MiB, cache_dir=tmp_path / "cache"), "raw")
+
+
+def test_quick_mode_writes_a_well_formed_result_whose_stored_files_match_the_input(tmp_path: Path) -> None:
+    require_tool("curl")
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--results-dir", str(results),
+         "--work-dir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [json_path] = results.glob("*.json")
+    result = json.loads(json_path.read_text())
+    runs = result["runs"]
+    assert sorted(run["contender"] for run in runs) == ["ingest-multipart", "starlette-form"]
+    for run in runs:
+        assert run["ok"] and run["error"] is None
+        assert run["size"] == 64 * MiB and run["uploads"] == 1
+        assert run["throughput_mb_s"] > 0 and run["cpu_s_per_gib"] > 0 and run["peak_rss_bytes"] > 0
+    by_name = {run["contender"]: run for run in runs}
+    # Written once vs written twice (spool + copy): the claim the suite exists to check.
+    assert by_name["ingest-multipart"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
+    assert by_name["starlette-form"]["write_bytes_per_byte"] == pytest.approx(2.0, abs=0.1)
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["packages"]["starlette"] and machine["data_filesystem"]["type"]
+    assert len(machine["load_average_at_start"]) == 3
+    markdown = json_path.with_suffix(".md").read_text()
+    assert "`ingest-multipart`" in markdown and "x UploadFile" in markdown
+    assert list(results.glob("*.png")), "no plot written"
+    assert not list((tmp_path / "work").iterdir()), "stored files were left behind"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_contender_stores_an_upload_the_harness_verifies(
+        name: str, small_input: Upload, tmp_path: Path) -> None:
+    require_tool("curl")
+    contender = REGISTRY[name]
+    for tool in contender.requires:
+        require_tool(tool)
+    upload = Upload.of_file(small_input.source, contender.mode)
+    run = measure(contender, [upload], scenario="single", repetition=0, client="curl", workroot=tmp_path / "work")
+    assert run.ok, run.error
+    assert run.write_bytes_per_byte is not None and run.write_bytes_per_byte >= 0.99
+
+
+def test_httpx_client_uploads_as_well_as_curl(small_input: Upload, tmp_path: Path) -> None:
+    for name in ("ingest-multipart-nofsync", "ingest-put-nofsync"):
+        contender = REGISTRY[name]
+        run = measure(contender, [Upload.of_file(small_input.source, contender.mode)], scenario="single",
+                      repetition=0, client="httpx", workroot=tmp_path / "work")
+        assert run.ok, run.error
+
+
+def test_a_contender_that_stores_wrong_bytes_is_reported_as_failed(small_input: Upload, tmp_path: Path) -> None:
+    truncating = Contender(
+        name="truncating", description="keeps only the first KiB", settings="-", mode="raw",
+        local=lambda source, target: ["sh", "-c", 'head -c 1024 "$0" > "$1"', str(source), str(target)])
+    run = measure(truncating, [small_input], scenario="single", repetition=0, client="curl",
+                  workroot=tmp_path / "work")
+    assert not run.ok
+    assert run.error is not None and "sha256" in run.error
+    row = report.rows_of([run.as_json()])[0]
+    assert row.median("throughput_mb_s") is None  # a failed run is never part of a median
+
+
+def test_a_contender_whose_server_refuses_the_upload_is_reported_as_failed(
+        small_input: Upload, tmp_path: Path) -> None:
+    require_tool("curl")
+    wrong_path = dataclasses.replace(REGISTRY["ingest-put-nofsync"], name="wrong-path", url_path="/nowhere/{n}")
+    run = measure(wrong_path, [small_input], scenario="single", repetition=0, client="curl",
+                  workroot=tmp_path / "work")
+    assert not run.ok
+    assert run.error is not None and "HTTP 4" in run.error
+
+
+def test_peak_rss_of_a_process_tree_includes_its_children(tmp_path: Path) -> None:
+    holder = ("import subprocess, sys, time; "
+              "child = subprocess.Popen([sys.executable, '-c', "
+              "'import time; block = bytearray(96 * 1024 * 1024); time.sleep(30)']); time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        deadline = time.monotonic() + 20
+        usage = procstat.tree_usage(parent.pid)
+        while usage.peak_rss_bytes < 96 * MiB and time.monotonic() < deadline:
+            time.sleep(0.1)
+            usage = procstat.tree_usage(parent.pid)
+        assert usage.processes == 2
+        assert usage.peak_rss_bytes >= 96 * MiB
+    finally:
+        for pid in procstat.process_tree(parent.pid)[1:]:
+            subprocess.run(["kill", str(pid)], check=False)
+        parent.kill()
+        parent.wait()
+
+
+def test_a_reaped_command_reports_the_cpu_it_used(tmp_path: Path) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"])
+    code, usage = procstat.reap_with_usage(busy.pid)
+    busy.returncode = code
+    assert code == 0
+    assert usage.cpu_seconds > 0
+    assert usage.peak_rss_bytes > 1 * MiB
+
+
+def test_the_report_gives_ratios_against_the_uploadfile_baseline_and_the_raw_bound() -> None:
+    def run(name: str, throughput: float) -> dict[str, object]:
+        return {"contender": name, "scenario": "single", "size": 1024**3, "uploads": 1, "repetition": 0,
+                "ok": True, "error": None, "throughput_mb_s": throughput, "cpu_s_per_gib": 1.0,
+                "peak_rss_bytes": 50 * MiB, "write_bytes_per_byte": 1.0, "extra": {}}
+    result = {
+        "started_at": "t", "command": "python -m benchmarks", "client": "curl", "load_average_at_end": [0, 0, 0],
+        "machine": {"cpu_model": "cpu", "cores": 2, "memory_bytes": 1024**3, "kernel": "k", "python": "3",
+                    "data_filesystem": {"type": "ext4", "mount_point": "/"}, "load_average_at_start": [0, 0, 0]},
+        "runs": [run(report.UPLOADFILE_BASELINE, 100.0), run(report.RAW_BOUND, 1000.0), run("ingest-multipart", 400.0)],
+    }
+    line = next(line for line in report.markdown(result).splitlines() if line.startswith("| `ingest-multipart`"))
+    cells = [cell.strip() for cell in line.split("|")]
+    assert cells[2] == "400" and cells[4] == "4.00" and cells[5] == "0.40"
