@@ -17,25 +17,17 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, LiveServer, start_server, stop_server, stored_files, temp_files
+from tests.conftest import IN_CI, LiveServer, start_server, stop_server, stored_files, temp_files, wait_until
 
 MiB = 1024 * 1024
 BOUNDARY = b"f4ultB0undary"
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def multipart(content: bytes, filename: str = "f.bin") -> bytes:
