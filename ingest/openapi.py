@@ -39,9 +39,7 @@ _DOWNLOAD = {
     "headers": {"ETag": {"schema": {"type": "string"}},
                 "Content-Disposition": {"schema": {"type": "string"}},
                 "Accept-Ranges": {"schema": {"type": "string"}}},
-    # The bytes come back with the media type stored for the file (any type), or as
-    # multipart/byteranges for several ranges (RFC 9110 §14.6).
-    "content": {"*/*": _BINARY},
+    "content": {"application/octet-stream": _BINARY},
 }
 
 
