@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +152,16 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path / "data", "--no-fsync")
     yield server
     stop_server(server)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll `condition` every 50 ms until it holds or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
 
 
 def require_tool(name: str) -> str:

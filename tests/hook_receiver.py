@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.conftest import wait_until
 
 
 @dataclass
@@ -41,12 +42,7 @@ class HookReceiver:
             return [d for d in self.deliveries if d.type == event_type]
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.05)
-        return condition()
+        return wait_until(condition, timeout)
 
 
 @contextmanager

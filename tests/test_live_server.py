@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, require_tool, stored_files, temp_files
+from tests.conftest import LiveServer, require_tool, stored_files, temp_files, wait_until
 
 MiB = 1024 * 1024
 
@@ -105,14 +105,6 @@ def test_curl_downloads_a_range(live_server: LiveServer, tmp_path: Path) -> None
                           capture_output=True, timeout=60).stdout
     assert part == path.read_bytes()[1000:2000]
 
-
-def wait_until(condition: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
 
 
 def send_and_drop(server: LiveServer, head: bytes, body_prefix: bytes) -> None:

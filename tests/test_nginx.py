@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from ingest.cli import KEEP_ALIVE_TIMEOUT
-from tests.conftest import IN_CI, LiveServer, start_server, stop_server, temp_files
+from tests.conftest import IN_CI, LiveServer, start_server, stop_server, temp_files, wait_until
 from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 
 MiB = 1024 * 1024
@@ -308,16 +308,8 @@ def test_nginx_refuses_a_declared_length_over_the_limit_in_json(app: LiveServer,
     head_at_limit = head.replace(str(limit + 1).encode(), str(limit).encode()).replace(b"huge", b"edge")
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
         sock.sendall(head_at_limit + os.urandom(4096))
-        assert _wait_for(lambda: "edge.bin" in app.log() or len(temp_files(app.data_dir)) > 0)
+        assert wait_until(lambda: "edge.bin" in app.log() or len(temp_files(app.data_dir)) > 0)
 
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture
@@ -350,7 +342,7 @@ def test_the_apps_413_reaches_the_client_through_nginx_as_json(
     body, _, status = result.stdout.decode().rpartition("\n")
     assert status == "413", result
     assert json.loads(body)["error"] == error
-    assert _wait_for(lambda: temp_files(app.data_dir) == [])
+    assert wait_until(lambda: temp_files(app.data_dir) == [])
     assert list((app.data_dir / "files").glob("*/*")) == []
 
 
@@ -376,7 +368,7 @@ def download_with_a_pause(proxy: Nginx, url: str) -> tuple[str, bool]:
     with httpx.stream("GET", url, timeout=60) as response:
         stream = response.iter_bytes(64 * 1024)
         digest.update(next(stream))
-        spooled = _wait_for(lambda: bool(proxy.spooled_files()), timeout=4.0)
+        spooled = wait_until(lambda: bool(proxy.spooled_files()), timeout=4.0)
         for block in stream:
             digest.update(block)
     return digest.hexdigest(), spooled
