@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# A long fuzz campaign: every property test with 100x its CI examples (about 1,350,000 cases).
+fuzz: $(STAMP)
+	INGEST_FUZZ_SCALE=$${INGEST_FUZZ_SCALE:-100} $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_fuzz_multipart.py tests/test_fuzz_raw.py
+
+# A long soak against a real server: 1,000 uploads by default, figures printed at the end.
+soak: $(STAMP)
+	INGEST_SOAK_UPLOADS=$${INGEST_SOAK_UPLOADS:-1000} INGEST_SOAK_CONCURRENCY=$${INGEST_SOAK_CONCURRENCY:-64} \
+		$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
 # The benchmark suite (README "Benchmarks"); pass options as BENCH_ARGS='--size 4GiB --repeat 1'.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -41,6 +41,7 @@ from ingest.errors import (
 )
 from ingest.events import HookTarget
 from ingest.framing import parse_part_headers
+from ingest.guards import UPLOAD_METHODS, UploadGuard
 from ingest.hooks import HookCallable
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart import receive_form
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None,
     )
     app.state.settings = settings
     app.state.service = service
+    app.add_middleware(UploadGuard, max_concurrent_uploads=settings.max_concurrent_uploads,
+                       body_idle_timeout=settings.body_idle_timeout)
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
     tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
@@ -341,7 +344,12 @@ async def ingest_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, IngestError)
     if error.status >= 500:
         log.error("%s: %s", error.code, error.detail)
-    return JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+    headers = error.headers
+    if request.method in UPLOAD_METHODS:
+        # The body may be partly unread; closing is the only way to stop receiving it
+        # (RFC 9112 §9.6), and it frees the connection of a client we refused.
+        headers = {**headers, "connection": "close"}
+    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
 
 
 async def http_error(request: Request, error: Exception) -> Response:

@@ -85,6 +85,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ingest.accesslog import log_config
+    from ingest.protocol import HeaderDeadlineProtocol
 
     overrides = {s.name: getattr(args, s.name) for s in fields(Settings)}
     settings = Settings.from_env(**overrides)
@@ -94,7 +95,8 @@ def serve_command(args: argparse.Namespace) -> int:
             "ingest.app:create_app", factory=True, host=settings.host, port=settings.port,
             workers=settings.workers, proxy_headers=settings.proxy_headers,
             forwarded_allow_ips=settings.forwarded_allow_ips,
-            loop="uvloop", http="httptools", log_level="info",
+            loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
+            timeout_graceful_shutdown=settings.shutdown_grace,
             log_config=log_config(settings.log_format),
             # Our access log (ingest.accesslog) replaces uvicorn's when it is on.
             access_log=not settings.access_log,

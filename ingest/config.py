@@ -52,6 +52,14 @@ class Settings:
     s3_parts_in_flight: int = _setting(4, "S3 parts uploaded at once per file; memory <= part size x (this + 1)")
     s3_presign_seconds: int = _setting(0, "downloads from S3: 0 = streamed by ingest, N = redirect to a URL valid N s")
     catalog_url: str = _setting("", "postgresql://... for a shared PostgreSQL catalog; empty = SQLite in the data dir")
+    multipart_min_parse_rate: int = _setting(
+        256 * MiB, "bytes per CPU-second a multipart body must parse at, after the grace; 0 = no limit")
+    multipart_parse_grace_ms: int = _setting(250, "CPU milliseconds of multipart parsing free of the rate limit")
+    header_timeout: int = _setting(30, "seconds a client gets to send a request's line and headers (slowloris)")
+    body_idle_timeout: int = _setting(60, "seconds a request body may send nothing before it is dropped (408)")
+    max_concurrent_uploads: int = _setting(
+        256, "uploads received at once per worker; more get 503 + Retry-After; 0 = no limit")
+    shutdown_grace: int = _setting(30, "seconds in-flight uploads get to finish after SIGTERM")
     metrics: bool = _setting(True, "serve Prometheus metrics at GET /metrics")
     metrics_port: int = _setting(0, "serve /metrics on this port of --host instead, without auth; 0 = main port")
     hook_url: str = _setting("", "URL that receives upload events as JSON POSTs; empty = no webhook")

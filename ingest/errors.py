@@ -46,12 +46,16 @@ InvalidDigest = _error("invalid_digest", 400)
 InsufficientStorage = _error("insufficient_storage", 507)
 ClientDisconnected = _error("client_disconnected", 400)
 StorageFailed = _error("storage_error", 500)
+ParseBudgetExceeded = _error("parse_budget_exceeded", 400)
+TooManyUploads = _error("too_many_uploads", 503)
+RequestTimeout = _error("request_timeout", 408)
 
 CATALOGUE: tuple[type[IngestError], ...] = (
     MalformedMultipart, InvalidFilename, InvalidMetadata, InvalidRequest, NoFiles, Unauthorized,
     NotFound, LengthRequired, FileTooLarge, RequestTooLarge, TooManyParts, FieldTooLarge,
     UnsupportedMediaType, RangeNotSatisfiable, DigestMismatch, InvalidDigest,
-    InsufficientStorage, ClientDisconnected, StorageFailed,
+    InsufficientStorage, ClientDisconnected, StorageFailed, ParseBudgetExceeded, TooManyUploads,
+    RequestTimeout,
 )
 
 # tus 1.0.0 (ingest/tus): the statuses the protocol prescribes, https://tus.io/protocols/resumable-upload

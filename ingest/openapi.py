@@ -39,7 +39,9 @@ _DOWNLOAD = {
     "headers": {"ETag": {"schema": {"type": "string"}},
                 "Content-Disposition": {"schema": {"type": "string"}},
                 "Accept-Ranges": {"schema": {"type": "string"}}},
-    "content": {"application/octet-stream": _BINARY},
+    # The bytes come back with the media type stored for the file (any type), or as
+    # multipart/byteranges for several ranges (RFC 9110 §14.6).
+    "content": {"*/*": _BINARY},
 }
 
 

@@ -1,0 +1,65 @@
+"""Limits that keep one client from holding the server: concurrent uploads and idle bodies.
+
+`UploadGuard` wraps the app (ASGI middleware) and applies to requests that carry an upload
+body (POST, PUT, PATCH):
+- at most `max_concurrent_uploads` at once per process; beyond it the request is answered
+  503 `too_many_uploads` with `Retry-After` (RFC 9110 §10.2.3) before its body is read;
+- every wait for the next body chunk is bounded by `body_idle_timeout`: a client that stops
+  sending (a trickle that sends nothing for that long, or one that vanished without a FIN)
+  gets 408 `request_timeout`, and the upload's temporary files are discarded by the
+  protocol module's usual error path.
+Slow header blocks (slowloris) are cut off earlier, in `ingest.protocol`, before any app
+code runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.errors import RequestTimeout, TooManyUploads
+
+UPLOAD_METHODS = frozenset({"POST", "PUT", "PATCH"})
+RETRY_AFTER_SECONDS = 1
+
+
+class UploadGuard:
+    def __init__(self, app: ASGIApp, *, max_concurrent_uploads: int, body_idle_timeout: float) -> None:
+        self.app = app
+        self._max_uploads = max_concurrent_uploads or math.inf
+        self._idle_timeout = body_idle_timeout or math.inf
+        self.active_uploads = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in UPLOAD_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if self.active_uploads >= self._max_uploads:
+            error = TooManyUploads(
+                f"the server is receiving {self.active_uploads} uploads already; retry shortly",
+                headers={"retry-after": str(RETRY_AFTER_SECONDS), "connection": "close"})
+            response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+            await response(scope, receive, send)
+            return
+        self.active_uploads += 1
+        try:
+            await self.app(scope, self._bounded(receive), send)
+        finally:
+            self.active_uploads -= 1
+
+    def _bounded(self, receive: Receive) -> Receive:
+        timeout = self._idle_timeout
+
+        async def receive_within_timeout() -> Message:
+            message: Message | None = None
+            with anyio.move_on_after(timeout):
+                message = await receive()
+            if message is None:
+                raise RequestTimeout(f"the request body sent nothing for {timeout:g} seconds",
+                                     headers={"connection": "close"})
+            return message
+
+        return receive_within_timeout

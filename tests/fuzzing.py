@@ -1,0 +1,148 @@
+"""Shared pieces of the property-based tests: example budgets, an independent multipart
+parser (the oracle), and the invariants every answer must keep.
+
+Budgets: each fuzz test asks for `examples(n)`; `make test` runs the numbers as written
+(about 13,500 cases in all) and `make fuzz` multiplies them by INGEST_FUZZ_SCALE (100 by
+default: about 1,350,000 cases) for a long local campaign.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, settings
+from python_multipart.multipart import MultipartParser
+
+from tests.inprocess import Answer, InProcessApp
+
+# python-multipart logs every malformed byte it meets; the oracle's verdict is its return value.
+logging.getLogger("python_multipart").setLevel(logging.CRITICAL)
+
+FUZZ_SCALE = float(os.environ.get("INGEST_FUZZ_SCALE", "1"))
+
+
+def examples(count: int) -> settings:
+    return settings(max_examples=max(1, int(count * FUZZ_SCALE)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much], print_blob=True)
+
+
+@dataclass(frozen=True)
+class OraclePart:
+    name: str | None
+    filename: str | None
+    content: bytes
+
+
+def oracle_parse(boundary: bytes, body: bytes) -> list[OraclePart] | None:
+    """python-multipart's reading of `body`, or None when it finds the body incomplete or bad.
+
+    python-multipart shares no code with streaming-form-data or with ingest's framing guard.
+    Content-Disposition parameters are read with the stdlib email package, which decodes
+    RFC 2231/8187 `filename*` too.
+    """
+    parts: list[OraclePart] = []
+    headers: list[tuple[bytes, bytes]] = []
+    content = bytearray()
+    header_name = bytearray()
+    header_value = bytearray()
+    ended = False
+
+    def on_part_begin() -> None:
+        headers.clear()
+        content.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_name.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers.append((bytes(header_name), bytes(header_value)))
+        header_name.clear()
+        header_value.clear()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        content.extend(data[start:end])
+
+    def on_part_end() -> None:
+        disposition = next((v for k, v in headers if k.lower() == b"content-disposition"), b"")
+        message = email.message_from_string(
+            "Content-Disposition: " + disposition.decode("utf-8", "replace") + "\n\n",
+            policy=email.policy.compat32)
+        name = message.get_param("name", header="content-disposition")
+        filename = message.get_filename()
+        parts.append(OraclePart(name=name if isinstance(name, str) else None,
+                                filename=filename, content=bytes(content)))
+
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+        "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_part_data": on_part_data, "on_part_end": on_part_end, "on_end": on_end,
+    }, max_header_count=10_000, max_header_size=1 << 21)
+    if not body.startswith(b"--" + boundary):
+        # RFC 2046 §5.1.1 allows a preamble, ended by the first CRLF "--" boundary; ingest
+        # drops it, python-multipart does not know it, so it is cut here.
+        start = body.find(b"\r\n--" + boundary)
+        if start < 0:
+            return None
+        body = body[start + 2:]
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception:
+        return None
+    return parts if ended else None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_error_or_created(answer: Answer) -> None:
+    """Every answer to an upload is a 201, or a 4xx JSON error body; never a 5xx."""
+    assert answer.status == 201 or 400 <= answer.status < 500, (answer.status, answer.body[:500])
+    body = answer.json()
+    if answer.status != 201:
+        assert set(body) == {"error", "detail"}, body
+        assert isinstance(body["error"], str) and isinstance(body["detail"], str)
+
+
+def assert_no_temp_files(app: InProcessApp) -> None:
+    leftovers = list((app.data_dir / "tmp").iterdir())
+    assert leftovers == [], f"temporary files survived a finished request: {leftovers}"
+
+
+def check_and_remove_created(app: InProcessApp, answer: Answer, expected: list[tuple[str | None, bytes]]) -> None:
+    """A 201 lists exactly the expected files (filename, bytes), each stored with the right
+    bytes and SHA-256 and in the catalog; they are then deleted, to keep the store empty."""
+    files = answer.json()["files"]
+    assert [(f["size"], f["sha256"]) for f in files] == [(len(c), sha256(c)) for _, c in expected]
+    for stored, (filename, _content) in zip(files, expected, strict=True):
+        if filename is not None:
+            assert stored["filename"] == filename
+        path = app.data_dir / "files" / stored["id"][:2] / stored["id"]
+        assert sha256(path.read_bytes()) == stored["sha256"]
+        assert app.request("GET", f"/uploads/{stored['id']}").json() == {
+            **stored, "url": stored["url"], "content_url": stored["content_url"]}
+        assert app.request("DELETE", f"/uploads/{stored['id']}").status == 204
+
+
+def assert_store_empty(app: InProcessApp, *, on_disk: bool = False) -> None:
+    """Nothing is cataloged (and, with `on_disk`, no blob is on disk): every file a test made
+    it also deleted, so anything left was stored by a request that was refused. The disk walk
+    is slower, so fuzz tests do it once at the end of their module."""
+    listing = app.request("GET", "/uploads", query=b"limit=5").json()
+    assert listing["items"] == [], listing
+    if on_disk:
+        assert [p for p in (app.data_dir / "files").glob("*/*") if p.is_file()] == []
