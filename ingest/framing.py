@@ -10,8 +10,12 @@ UnicodeDecodeError and it records the wrong filename or media type for some part
   dropping preamble and epilogue, so the parser never sees bytes after the end;
 - bounds and parses each part's header block itself (strict RFC 7578), so filename,
   media type and digest come from here, never from the parser;
-- cuts the stream into segments that each end where a header block ends, so the caller
-  can check that the parser started exactly the part the guard saw;
+- cuts the stream into segments that each end a few bytes past a header block, so the
+  caller can check that the parser started exactly the part the guard saw. Not at the
+  block's end itself: streaming-form-data 2.1.0 fails ("internal errors") on a part after
+  the first whose body opens with "--" and a prefix of the boundary when a call starts
+  inside that opening; each header block therefore goes to the parser together with the
+  first len("--boundary") + 2 bytes of its body;
 - knows whether the closing delimiter arrived, so a truncated body is an error.
 It knows nothing about HTTP or storage.
 """
@@ -44,7 +48,8 @@ class PartHeaders:
 
 @dataclass(frozen=True)
 class Segment:
-    """Bytes to feed the parser; `headers` is set when the segment ends a part's header block."""
+    """Bytes to feed the parser; `headers` is set when the segment holds the end of a part's
+    header block (and the opening bytes of its body)."""
 
     data: bytes
     headers: PartHeaders | None
@@ -76,6 +81,9 @@ class MultipartFraming:
         self._carry = b""  # unclassified bytes: a possible delimiter start, or preamble
         self._header_block = bytearray()
         self._held = b""  # header bytes not yet handed to the parser
+        self._pending: PartHeaders | None = None  # a complete block held for its body's opening
+        self._opening_size = len(self._dash_boundary) + len(_CRLF)
+        self._opening_missing = 0  # body bytes still to add to the held block
         self.parts_seen = 0
 
     @property
@@ -93,15 +101,21 @@ class MultipartFraming:
         if self._state == self._PREAMBLE:
             chunk, position = self._skip_preamble(chunk)
         cursor = 0  # bytes of `chunk` already handed out
+        if self._pending is not None:
+            cursor, segment = self._hold_opening(chunk, 0)
+            if segment is not None:
+                yield segment
         header_start = position  # where the current header block's bytes begin in `chunk`
         while position < len(chunk) and self._state != self._DONE:
             if self._state == self._HEADERS:
                 position, headers = self._read_headers(chunk, position)
                 if headers is None:
                     break
-                yield Segment(self._held + chunk[cursor:position], headers)
-                self._held = b""
-                cursor = position
+                self._held += chunk[cursor:position]
+                self._pending, self._opening_missing = headers, self._opening_size
+                cursor, segment = self._hold_opening(chunk, position)
+                if segment is not None:
+                    yield segment
             else:
                 position = self._read_body(chunk, position)
                 header_start = position
@@ -112,6 +126,22 @@ class MultipartFraming:
             end = position if self._state == self._DONE else len(chunk)
         if end > cursor:
             yield Segment(chunk[cursor:end], None)
+
+    def _hold_opening(self, chunk: bytes, cursor: int) -> tuple[int, Segment | None]:
+        """Add the body's opening bytes from `chunk[cursor:]` to the held header block;
+        return the new cursor and, once the opening is complete, the segment to feed.
+
+        A delimiter and the CRLF or "--" after it are longer than the opening, so the next
+        part never starts inside it.
+        """
+        taken = chunk[cursor:cursor + self._opening_missing]
+        self._held += taken
+        self._opening_missing -= len(taken)
+        if self._opening_missing:
+            return cursor + len(taken), None
+        segment = Segment(self._held, self._pending)
+        self._held, self._pending = b"", None
+        return cursor + len(taken), segment
 
     def _skip_preamble(self, chunk: bytes) -> tuple[bytes, int]:
         """Drop any preamble; return the body from its first "--boundary" and the position
