@@ -1,10 +1,17 @@
-"""uvicorn's httptools protocol with a deadline for request headers (slowloris).
+"""uvicorn's httptools protocol with a deadline for request headers and a lingering close.
 
 uvicorn bounds idle keep-alive connections but not the time a client takes to send a
 request's headers, so a client trickling one header byte at a time holds a connection
 (and a file descriptor) forever. This protocol closes a connection whose request line and
 headers have not all arrived within `header_timeout` seconds of the connection opening or
 of the request's first byte. Bodies are bounded separately (`ingest.guards`).
+
+An upload refused mid-body is answered with `Connection: close`, and uvicorn then closes
+the socket at once. Closing with unread bytes in the receive buffer makes the kernel send a
+RST, which can reach the client (or nginx, which then answers 502) before it has read the
+answer. So, as nginx does (`lingering_close`), such a close first sends the answer and a
+FIN, then reads and discards what the client still sends until it closes its side, goes
+quiet for `LINGER_IDLE_SECONDS` or `LINGER_MAX_SECONDS` pass.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ingest.config import Settings, env_name
 
+LINGER_IDLE_SECONDS = 5.0   # nginx's lingering_timeout
+LINGER_MAX_SECONDS = 30.0   # nginx's lingering_time
+
 
 def _header_timeout() -> float:
     raw = os.environ.get(env_name("header_timeout"))
@@ -28,10 +38,34 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_timeout = _header_timeout()
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_unread = False  # a request's headers arrived but not all of its body
+        self._lingering: _Lingering | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            self._lingering.discarded()
+            return
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        self._body_unread = False
+        super().on_message_complete()
+
+    def eof_received(self) -> bool | None:
+        if self._lingering is not None:
+            self._lingering.end()
+            return None
+        return super().eof_received()
+
+    def shutdown(self) -> None:
+        if self._lingering is not None:
+            self._lingering.end()
+        super().shutdown()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -40,11 +74,23 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._body_unread = True
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._lingering is not None:
+            self._lingering.cancel_timers()
         super().connection_lost(exc)
+
+    def close_transport(self, transport: asyncio.Transport) -> None:
+        """Close at once, or linger if the client may still be sending a body."""
+        if self._lingering is not None or transport.is_closing():
+            return
+        if not self._body_unread or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = _Lingering(transport, self.loop)
 
     def _arm(self) -> None:
         if self._header_timeout > 0:
@@ -59,3 +105,44 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class _Lingering:
+    """Half-closed: the answer and a FIN are on their way; incoming bytes are dropped."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        transport.write_eof()
+        transport.resume_reading()
+        self._idle = loop.call_later(LINGER_IDLE_SECONDS, self.end)
+        self._limit = loop.call_later(LINGER_MAX_SECONDS, self.end)
+        self._loop = loop
+
+    def discarded(self) -> None:
+        self._idle.cancel()
+        self._idle = self._loop.call_later(LINGER_IDLE_SECONDS, self.end)
+
+    def end(self) -> None:
+        self.cancel_timers()
+        self._transport.close()
+
+    def cancel_timers(self) -> None:
+        self._idle.cancel()
+        self._limit.cancel()
+
+
+class _LingeringTransport:
+    """The transport uvicorn's code holds: everything passes through but `close`."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderDeadlineProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol.close_transport(self._transport)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing() or self._protocol._lingering is not None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, require_tool, stored_files, temp_files, wait_until
+from tests.conftest import (LiveServer, require_tool, start_server, stop_server, stored_files, temp_files,
+                            wait_until)
 
 MiB = 1024 * 1024
 
@@ -165,3 +166,26 @@ def test_put_without_length_or_chunking_is_a_411(live_server: LiveServer) -> Non
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 411")
     assert json.loads(body)["error"] == "length_required"
+
+
+def test_a_refused_upload_answer_survives_the_client_still_sending(tmp_path: Path) -> None:
+    """The 413 comes before the body is read; the client keeps sending, as curl and nginx do.
+    A plain close with unread bytes would send a RST that can destroy the answer in flight."""
+    server = start_server(tmp_path / "data", "--no-fsync", "--max-request-size", "1MiB")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"PUT /uploads/x.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 67108864\r\n\r\n")
+            time.sleep(0.5)  # the answer and the server's close are on their way
+            for _ in range(32):  # 4 MiB more, which the server must read and drop
+                sock.sendall(os.urandom(128 * 1024))
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        stop_server(server)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"] == "request_too_large"
