@@ -11,6 +11,7 @@ traceback in its log) is re-raised here, so it fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,16 +79,19 @@ class InProcessApp:
 
     def request(self, method: str, path: str, *, query: bytes = b"",
                 headers: Sequence[tuple[bytes, bytes]] = (), chunks: Sequence[bytes] = (),
-                disconnect: bool = False, raw_path: bytes | None = None) -> Answer:
-        """One request; `disconnect` ends the body with a client disconnect instead of its end."""
+                disconnect: bool = False, raw_path: bytes | None = None,
+                headers_only: bool = False) -> Answer:
+        """One request; `disconnect` ends the body with a client disconnect instead of its end;
+        `headers_only` returns at the response's start (for endless streams), body empty."""
         return self._runner.run(asyncio.wait_for(
             self.arequest(method, path, query=query, headers=headers, chunks=chunks,
-                          disconnect=disconnect, raw_path=raw_path),
+                          disconnect=disconnect, raw_path=raw_path, headers_only=headers_only),
             REQUEST_TIMEOUT))
 
     async def arequest(self, method: str, path: str, *, query: bytes = b"",
                        headers: Sequence[tuple[bytes, bytes]] = (), chunks: Sequence[bytes] = (),
-                       disconnect: bool = False, raw_path: bytes | None = None) -> Answer:
+                       disconnect: bool = False, raw_path: bytes | None = None,
+                       headers_only: bool = False) -> Answer:
         messages: list[dict[str, Any]] = [
             {"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
         if disconnect:
@@ -106,10 +110,12 @@ class InProcessApp:
 
         started: dict[str, Any] = {}
         body = bytearray()
+        response_started = asyncio.Event()
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 started.update(message)
+                response_started.set()
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
 
@@ -121,7 +127,18 @@ class InProcessApp:
             "headers": [(b"host", b"testserver"), *[(k.lower(), v) for k, v in headers]],
             "client": ("127.0.0.1", 50000), "server": ("testserver", 80), "state": {},
         }
-        await self.app(scope, receive, send)  # type: ignore[arg-type]
+        call = asyncio.ensure_future(self.app(scope, receive, send))  # type: ignore[arg-type]
+        if headers_only:
+            waiter = asyncio.ensure_future(response_started.wait())
+            await asyncio.wait([call, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+                body.clear()
+        if not call.cancelled():
+            await call  # re-raises what escaped the app
         assert started, "the app sent no response"
         return Answer(status=started["status"],
                       headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in started["headers"]],
