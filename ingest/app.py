@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None,
     app.state.settings = settings
     app.state.service = service
     app.add_middleware(UploadGuard, max_concurrent_uploads=settings.max_concurrent_uploads,
-                       body_idle_timeout=settings.body_idle_timeout)
+                       body_idle_timeout=settings.body_idle_timeout, body_min_rate=settings.body_min_rate)
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
     tus.install(app, settings, service, partials)  # after auth: its middleware goes outside

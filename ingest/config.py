@@ -57,6 +57,8 @@ class Settings:
     multipart_parse_grace_ms: int = _setting(250, "CPU milliseconds of multipart parsing free of the rate limit")
     header_timeout: int = _setting(30, "seconds a client gets to send a request's line and headers (slowloris)")
     body_idle_timeout: int = _setting(60, "seconds a request body may send nothing before it is dropped (408)")
+    body_min_rate: int = _setting(
+        1024, "bytes/s an upload body must average once it has lasted body_idle_timeout (408); 0 = no limit")
     max_concurrent_uploads: int = _setting(
         256, "uploads received at once per worker; more get 503 + Retry-After; 0 = no limit")
     shutdown_grace: int = _setting(30, "seconds in-flight uploads get to finish after SIGTERM")

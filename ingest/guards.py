@@ -5,9 +5,12 @@ body (POST, PUT, PATCH):
 - at most `max_concurrent_uploads` at once per process; beyond it the request is answered
   503 `too_many_uploads` with `Retry-After` (RFC 9110 §10.2.3) before its body is read;
 - every wait for the next body chunk is bounded by `body_idle_timeout`: a client that stops
-  sending (a trickle that sends nothing for that long, or one that vanished without a FIN)
-  gets 408 `request_timeout`, and the upload's temporary files are discarded by the
-  protocol module's usual error path.
+  sending (or one that vanished without a FIN) gets 408 `request_timeout`, and the upload's
+  temporary files are discarded by the protocol module's usual error path;
+- once a body has lasted `body_idle_timeout`, it must average `body_min_rate` bytes/s since
+  its start (as Apache's mod_reqtimeout `MinRate`), so a trickle of a few bytes now and then,
+  never idle for long, cannot hold an upload slot for ever. The average covers the whole
+  body, so a short stall of our own storage (which pushes back on the client) is absorbed.
 Slow header blocks (slowloris) are cut off earlier, in `ingest.protocol`, before any app
 code runs.
 """
@@ -15,6 +18,7 @@ code runs.
 from __future__ import annotations
 
 import math
+import time
 
 import anyio
 from starlette.responses import JSONResponse
@@ -27,10 +31,12 @@ RETRY_AFTER_SECONDS = 1
 
 
 class UploadGuard:
-    def __init__(self, app: ASGIApp, *, max_concurrent_uploads: int, body_idle_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, *, max_concurrent_uploads: int, body_idle_timeout: float,
+                 body_min_rate: int = 0) -> None:
         self.app = app
         self._max_uploads = max_concurrent_uploads or math.inf
         self._idle_timeout = body_idle_timeout or math.inf
+        self._min_rate = body_min_rate
         self.active_uploads = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,15 +57,30 @@ class UploadGuard:
             self.active_uploads -= 1
 
     def _bounded(self, receive: Receive) -> Receive:
-        timeout = self._idle_timeout
+        idle_timeout, min_rate = self._idle_timeout, self._min_rate
+        started = time.monotonic()
+        received = 0
 
-        async def receive_within_timeout() -> Message:
+        async def receive_within_limits() -> Message:
+            nonlocal received
+            now = time.monotonic()
+            wait = idle_timeout
+            if min_rate:
+                # The moment the average would fall below min_rate if nothing more arrived.
+                too_slow_at = started + max(idle_timeout, received / min_rate)
+                wait = min(wait, max(0.0, too_slow_at - now))
             message: Message | None = None
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(wait):
                 message = await receive()
             if message is None:
-                raise RequestTimeout(f"the request body sent nothing for {timeout:g} seconds",
+                if wait < idle_timeout:
+                    raise RequestTimeout(
+                        f"the request body arrived slower than {min_rate} bytes/s "
+                        f"({received} bytes in {time.monotonic() - started:.0f} seconds)",
+                        headers={"connection": "close"})
+                raise RequestTimeout(f"the request body sent nothing for {idle_timeout:g} seconds",
                                      headers={"connection": "close"})
+            received += len(message.get("body", b""))
             return message
 
-        return receive_within_timeout
+        return receive_within_limits

@@ -171,6 +171,32 @@ def test_an_upload_that_stops_sending_gets_408_and_others_are_not_held_up(tmp_pa
         stop_server(server)
 
 
+def test_a_body_trickled_below_the_minimum_rate_gets_408_and_others_are_not_held_up(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--no-fsync", "--body-idle-timeout", "2", "--body-min-rate", "1000")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(request_head(server, "PUT", "/uploads/trickle.bin", MiB, b"application/octet-stream"))
+            sock.settimeout(0.5)
+            started, answer = time.monotonic(), b""
+            while not answer and time.monotonic() - started < 30:
+                sock.sendall(b"x" * 50)  # 100 bytes/s: never idle for 2 s, far below 1000 bytes/s
+                try:
+                    answer = sock.recv(65536)
+                except TimeoutError:
+                    pass
+                if time.monotonic() - started < 1.5:
+                    assert put(server, b"quick", "quick.bin", timeout=10).status_code == 201
+            elapsed = time.monotonic() - started
+            sock.settimeout(10)
+            answer += read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"slower than 1000 bytes/s" in answer
+        assert 2 <= elapsed < 10
+        assert wait_until(lambda: temp_files(server.data_dir) == [])
+    finally:
+        stop_server(server)
+
+
 def test_a_trickle_of_header_bytes_is_cut_off_by_the_header_timeout(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", "--no-fsync", "--header-timeout", "2")
     try:
