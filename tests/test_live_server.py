@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (LiveServer, require_tool, start_server, stop_server, stored_files, temp_files,
-                            wait_until)
+from tests.conftest import LiveServer, require_tool, start_server, stop_server, stored_files, temp_files, wait_until
 
 MiB = 1024 * 1024
 
