@@ -83,6 +83,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self._lingering.cancel_timers()
         super().connection_lost(exc)
 
+    @property
+    def lingering(self) -> bool:
+        return self._lingering is not None
+
     def close_transport(self, transport: asyncio.Transport) -> None:
         """Close at once, or linger if the client may still be sending a body."""
         if self._lingering is not None or transport.is_closing():
@@ -142,7 +146,7 @@ class _LingeringTransport:
         self._protocol.close_transport(self._transport)
 
     def is_closing(self) -> bool:
-        return self._transport.is_closing() or self._protocol._lingering is not None
+        return self._transport.is_closing() or self._protocol.lingering
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
