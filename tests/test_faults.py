@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
@@ -88,6 +89,51 @@ def test_clients_vanishing_at_random_points_leave_no_partial_file(server: LiveSe
     answer = put(server, content)
     assert answer.status_code == 201 and answer.json()["files"][0]["sha256"] == hashlib.sha256(content).hexdigest()
     print(f"{cuts} disconnects injected, nothing kept")
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP response with a Content-Length: (head, body). The connection stays open."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {received[:200]!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def test_bodies_longer_or_shorter_than_their_content_length_store_nothing_wrong(server: LiveServer) -> None:
+    content = os.urandom(256 * 1024)
+    body = multipart(content)
+    form = b"multipart/form-data; boundary=" + BOUNDARY
+    # Longer: the server reads exactly Content-Length bytes, so the form lacks its closing
+    # boundary; the surplus is parsed as a next request, which is not HTTP. Whichever 400
+    # comes first (ingest's JSON, or uvicorn's plain "Invalid HTTP request" that closes the
+    # connection), nothing is stored.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request_head(server, "POST", "/uploads", len(body) - 100, form) + body)
+        head, _ = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    # Shorter: the body never completes; the client gives up and closes.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request_head(server, "POST", "/uploads", len(body) + 100, form) + body)
+        time.sleep(0.2)
+    # A raw body longer than declared: the declared bytes are the file, the surplus the start
+    # of a next request (here one that could still become valid HTTP; garbage would make
+    # uvicorn answer 400 and close at once, dropping the first answer).
+    raw_head = request_head(server, "PUT", "/uploads/raw.bin", len(content) - 1, b"application/octet-stream")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(raw_head + content[:-1] + b"GE")
+        head, answer = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 201"), head
+    stored = json.loads(answer)["files"][0]
+    assert (stored["size"], stored["sha256"]) == (len(content) - 1, hashlib.sha256(content[:-1]).hexdigest())
+    assert wait_until(lambda: temp_files(server.data_dir) == [])
+    assert catalog_ids(server) == [stored["id"]]
 
 
 def test_a_full_disk_answers_507_removes_the_partial_and_keeps_serving(tmp_path: Path) -> None:
