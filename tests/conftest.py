@@ -78,6 +78,30 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(4 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_random_file(path: Path, size: int) -> str:
+    """`size` random-looking bytes, made fast (one random MiB, varied per MiB so no two MiB
+    are alike); returns their sha256."""
+    digest = hashlib.sha256()
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as out:
+        for index in range(size // len(block)):
+            varied = index.to_bytes(4, "big") + block[4:]
+            digest.update(varied)
+            out.write(varied)
+        tail = os.urandom(size % len(block))
+        digest.update(tail)
+        out.write(tail)
+    return digest.hexdigest()
+
+
 def temp_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "tmp").glob("*"))
 
@@ -178,12 +202,4 @@ def require_tool(name: str) -> str:
 def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A 1 GiB file of random bytes, made once per session, and its sha256."""
     path = tmp_path_factory.mktemp("big") / "big.bin"
-    digest = hashlib.sha256()
-    block = os.urandom(4 * 1024 * 1024)
-    with path.open("wb") as out:
-        for index in range(256):
-            # Vary each block cheaply so that no two MiB are alike.
-            varied = index.to_bytes(4, "big") + block[4:]
-            digest.update(varied)
-            out.write(varied)
-    return path, digest.hexdigest()
+    return path, write_random_file(path, 1024 * 1024 * 1024)

@@ -30,7 +30,6 @@ MiB = 1024 * 1024
 BOUNDARY = b"f4ultB0undary"
 
 
-
 def multipart(content: bytes, filename: str = "f.bin") -> bytes:
     return (b"--" + BOUNDARY + b"\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + filename.encode()
             + b"\"\r\n\r\n" + content + b"\r\n--" + BOUNDARY + b"--\r\n")

@@ -15,7 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, require_tool, start_server, stop_server, stored_files, temp_files, wait_until
+from tests.conftest import (
+    LiveServer,
+    require_tool,
+    sha256_of,
+    start_server,
+    stop_server,
+    stored_files,
+    temp_files,
+    wait_until,
+)
 
 MiB = 1024 * 1024
 
@@ -27,14 +36,6 @@ def curl(*args: str, stdin: Path | None = None) -> dict[str, Any]:
     assert result.returncode == 0, result.stdout + result.stderr
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(4 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stored_path(server: LiveServer, file_id: str) -> Path:
@@ -104,7 +105,6 @@ def test_curl_downloads_a_range(live_server: LiveServer, tmp_path: Path) -> None
     part = subprocess.run([require_tool("curl"), "-sS", "-r", "1000-1999", stored["content_url"]],
                           capture_output=True, timeout=60).stdout
     assert part == path.read_bytes()[1000:2000]
-
 
 
 def send_and_drop(server: LiveServer, head: bytes, body_prefix: bytes) -> None:

@@ -26,7 +26,16 @@ import httpx
 import pytest
 
 from ingest.cli import KEEP_ALIVE_TIMEOUT
-from tests.conftest import IN_CI, LiveServer, start_server, stop_server, temp_files, wait_until
+from tests.conftest import (
+    IN_CI,
+    LiveServer,
+    sha256_of,
+    start_server,
+    stop_server,
+    temp_files,
+    wait_until,
+    write_random_file,
+)
 from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 
 MiB = 1024 * 1024
@@ -75,20 +84,8 @@ def curl_json(*args: str) -> dict[str, Any]:
     return parsed
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(4 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def random_file(path: Path, size: int) -> Path:
-    with path.open("wb") as out:
-        block = os.urandom(MiB)
-        for index in range(size // MiB):
-            out.write(index.to_bytes(4, "big") + block[4:])
-        out.write(os.urandom(size % MiB))
+    write_random_file(path, size)
     return path
 
 
@@ -309,7 +306,6 @@ def test_nginx_refuses_a_declared_length_over_the_limit_in_json(app: LiveServer,
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
         sock.sendall(head_at_limit + os.urandom(4096))
         assert wait_until(lambda: "edge.bin" in app.log() or len(temp_files(app.data_dir)) > 0)
-
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, start_server, stop_server, write_random_file
 from tests.tcp_proxy import FaultyProxy
 
 MiB = 1024 * 1024
@@ -38,14 +38,7 @@ def tusclient():  # type: ignore[no-untyped-def]
 def file_256mib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """256 MiB of random-looking bytes, made on the fly, and its sha256."""
     path = tmp_path_factory.mktemp("tus") / "big.bin"
-    digest = hashlib.sha256()
-    block = os.urandom(4 * MiB)
-    with path.open("wb") as out:
-        for index in range(64):
-            varied = index.to_bytes(4, "big") + block[4:]
-            digest.update(varied)
-            out.write(varied)
-    yield path, digest.hexdigest()
+    yield path, write_random_file(path, 256 * MiB)
     path.unlink()
 
 
