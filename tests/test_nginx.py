@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from benchmarks.nginx_proxy import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 from ingest.cli import KEEP_ALIVE_TIMEOUT
 from tests.conftest import IN_CI, LiveServer, start_server, stop_server, temp_files, wait_until
-from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
