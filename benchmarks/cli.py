@@ -22,7 +22,7 @@ from ingest.config import parse_size
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("single", "concurrent", "adversarial", "proxy")
 QUICK_SCENARIOS = "single,proxy"
-QUICK_CONTENDERS = ("ingest-multipart,starlette-form,ingest-multipart-nohash,"
+QUICK_CONTENDERS = ("ingest-multipart,starlette-form,aiohttp-multipart,ingest-multipart-nohash,"
                     "ingest-multipart-nginx,ingest-multipart-nginx-buffered")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -129,7 +130,9 @@ def _ratio(value: float | None, reference: float | None) -> str:
 def write(result: dict[str, Any], directory: Path, stem: str, *, plots: bool = True) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / f"{stem}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    # The verdicts as well, for tools; recomputed from "runs" by `markdown` in any case.
+    verdicts = [dataclasses.asdict(verdict) for verdict in targets.evaluate(rows_of(result["runs"]))]
+    json_path.write_text(json.dumps({**result, "targets": verdicts}, indent=2) + "\n")
     markdown_path = directory / f"{stem}.md"
     written = [json_path, markdown_path]
     if plots:
