@@ -20,13 +20,16 @@ from benchmarks.scenarios import Plan, run_plan
 from ingest.config import parse_size
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("single", "concurrent", "adversarial")
-QUICK_CONTENDERS = "ingest-multipart,starlette-form"
+SCENARIOS = ("single", "concurrent", "adversarial", "proxy")
+QUICK_SCENARIOS = "single,proxy"
+QUICK_CONTENDERS = ("ingest-multipart,starlette-form,aiohttp-multipart,ingest-multipart-nohash,"
+                    "ingest-multipart-nginx,ingest-multipart-nginx-buffered")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--size", default="1GiB", help="file size(s), comma-separated (default 1GiB)")
+    parser.add_argument("--size", default="1GiB",
+                        help="file size(s) of 'single' and 'proxy', comma-separated (default 1GiB)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each run (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="uploads at once in 'concurrent' (default 8)")
     parser.add_argument("--concurrent-size", default="512MiB", help="size of each concurrent upload")
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--drop-inputs", action="store_true", help="delete the cached input files afterwards")
     parser.add_argument("--quick", action="store_true",
-                        help=f"64MiB, one repetition, {QUICK_CONTENDERS}: checks the harness, not speed")
+                        help=f"64MiB, one repetition, scenarios {QUICK_SCENARIOS}, contenders {QUICK_CONTENDERS} "
+                             "(unless given): checks the harness, not speed")
     parser.add_argument("--list", action="store_true", help="list the contenders and exit")
     return parser
 
@@ -51,12 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for contender in REGISTRY.values():
             missing = missing_tools(contender)
             note = f"  [missing: {', '.join(missing)}]" if missing else ""
-            print(f"{contender.name:24} {contender.description} ({contender.settings}){note}")
+            print(f"{contender.name:32} {contender.description} ({contender.settings}){note}")
         return 0
     if args.quick:
         args.size, args.repeat = "64MiB", 1
         if args.scenarios == ",".join(SCENARIOS):
-            args.scenarios = "single"
+            args.scenarios = QUICK_SCENARIOS
         if args.contenders == "all":
             args.contenders = QUICK_CONTENDERS
     names = list(REGISTRY) if args.contenders == "all" else [n.strip() for n in args.contenders.split(",")]
@@ -97,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_run(run: Run) -> None:
     if run.ok:
         rss = (run.peak_rss_bytes or 0) / 1024**2
-        print(f"{run.scenario:18} {run.contender:24} {report.size_text(run.size):>8} x{run.uploads} "
+        print(f"{run.scenario:18} {run.contender:32} {report.size_text(run.size):>8} x{run.uploads} "
               f"{run.throughput_mb_s:8.0f} MB/s {run.cpu_s_per_gib:6.2f} CPU-s/GiB {rss:6.0f} MiB RSS "
               f"{run.write_bytes_per_byte:5.2f} disk B/B  load {run.load_average[0]}", flush=True)
     else:
-        print(f"{run.scenario:18} {run.contender:24} FAILED: {run.error}", flush=True)
+        print(f"{run.scenario:18} {run.contender:32} FAILED: {run.error}", flush=True)

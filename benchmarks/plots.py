@@ -1,4 +1,4 @@
-"""PNG plots with matplotlib: throughput by contender; peak RSS by file size."""
+"""PNG plots with matplotlib: throughput by contender (single, concurrent, proxy); peak RSS by file size."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
-from benchmarks.report import MiB, rows_of, size_text
+from benchmarks.rows import MiB, rows_of, size_text
 
 
 def plot_all(result: dict[str, Any], directory: Path, stem: str) -> list[Path]:
-    rows = [row for row in rows_of(result["runs"]) if row.scenario in ("single", "concurrent")]
+    scenarios = ("single", "concurrent", "proxy")
+    rows = [row for row in rows_of(result["runs"]) if row.scenario in scenarios]
     written = []
-    for scenario in ("single", "concurrent"):
+    for scenario in scenarios:
         for size in sorted({row.size for row in rows if row.scenario == scenario}):
             group = [row for row in rows if row.scenario == scenario and row.size == size and row.ok_runs]
             if group:

@@ -1,5 +1,8 @@
-"""The scenarios, each run for every chosen contender, interleaved (A B C, A B C ...) so
-that drift of the shared machine hits all contenders alike."""
+"""The scenarios, each run for every chosen contender that takes part in it (`Contender.scenarios`),
+interleaved (A B C, A B C ...) so that drift of the shared machine hits all contenders alike.
+
+`proxy` is `single` for ingest direct and behind nginx (buffering off, as shipped, and on),
+each upload of every `--size`: its contenders are the ones that list it."""
 
 from __future__ import annotations
 
@@ -38,18 +41,23 @@ def run_plan(plan: Plan, report: Report) -> list[Run]:
         runs.append(run)
         report(run)
 
-    if "single" in plan.scenarios:
+    def taking_part(scenario: str) -> list[Contender]:
+        return [contender for contender in plan.contenders if scenario in contender.scenarios]
+
+    for scenario in ("single", "proxy"):
+        if scenario not in plan.scenarios:
+            continue
         for size in plan.sizes:
             source = random_input(size)
             for repetition in range(plan.repetitions):
-                for contender in plan.contenders:
+                for contender in taking_part(scenario):
                     upload = Upload.of_file(source, contender.mode)
-                    record(measure(contender, [upload], scenario="single", repetition=repetition,
+                    record(measure(contender, [upload], scenario=scenario, repetition=repetition,
                                    client=plan.client, workroot=plan.workroot))
     if "concurrent" in plan.scenarios:
         source = random_input(plan.concurrent_size)
         for repetition in range(plan.repetitions):
-            for contender in plan.contenders:
+            for contender in taking_part("concurrent"):
                 uploads = [Upload.of_file(source, contender.mode)] * plan.concurrency
                 record(measure(contender, uploads, scenario="concurrent", repetition=repetition,
                                client=plan.client, workroot=plan.workroot))
@@ -59,7 +67,7 @@ def run_plan(plan: Plan, report: Report) -> list[Run]:
         normal_source = random_input(max(plan.adversarial_size // 2, 1024 * 1024))
         body_overhead = dense.size - plan.adversarial_size
         adversarial = Upload(dense, "prebuilt", dense.sha256, dense.size - body_overhead, content_type)
-        multipart = [c for c in plan.contenders if c.mode == "multipart"]
+        multipart = [c for c in taking_part("adversarial") if c.mode == "multipart"]
         for repetition in range(plan.repetitions):
             for contender in multipart:
                 record(measure(contender, [adversarial], scenario="adversarial", repetition=repetition,

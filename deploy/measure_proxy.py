@@ -53,12 +53,12 @@ def serve_probe(port: int, data_dir: Path) -> None:
 
 
 def chunk_sizes(size_mib: int, rates: list[str]) -> None:
-    from tests.nginx import _free_port, start_nginx
+    from benchmarks.nginx_proxy import free_port, start_nginx
 
     work = Path(tempfile.mkdtemp(prefix="measure-proxy-"))
     source = work / "source.bin"
     source.write_bytes(os.urandom(size_mib * MiB))
-    port = _free_port()
+    port = free_port()
     log_path = work / "chunks.log"
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, __file__, "--serve-probe", str(port), str(work / "data")],
@@ -95,8 +95,8 @@ def chunk_sizes(size_mib: int, rates: list[str]) -> None:
 
 
 def post_body_wait(size_mib: int) -> None:
+    from benchmarks.nginx_proxy import start_nginx
     from tests.conftest import start_server, stop_server
-    from tests.nginx import start_nginx
 
     work = Path(tempfile.mkdtemp(prefix="measure-proxy-"))
     app = start_server(work / "data", "--fsync", "--proxy-headers")

@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from benchmarks import procstat, report
+from benchmarks import procstat, report, targets
 from benchmarks.contenders import REGISTRY, Contender
-from benchmarks.inputs import random_input
+from benchmarks.contenders.ingest_nohash import PLACEHOLDER_SHA256
+from benchmarks.inputs import file_sha256, random_input
 from benchmarks.runner import Upload, measure
+from benchmarks.servers import running
 from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,31 +34,65 @@ def small_input(tmp_path: Path) -> Upload:
 
 def test_quick_mode_writes_a_well_formed_result_whose_stored_files_match_the_input(tmp_path: Path) -> None:
     require_tool("curl")
+    require_tool("nginx")
     results = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--results-dir", str(results),
          "--work-dir", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     [json_path] = results.glob("*.json")
     result = json.loads(json_path.read_text())
     runs = result["runs"]
-    assert sorted(run["contender"] for run in runs) == ["ingest-multipart", "starlette-form"]
+    assert sorted((run["scenario"], run["contender"]) for run in runs) == [
+        ("proxy", "ingest-multipart"), ("proxy", "ingest-multipart-nginx"),
+        ("proxy", "ingest-multipart-nginx-buffered"), ("single", "aiohttp-multipart"),
+        ("single", "ingest-multipart"), ("single", "ingest-multipart-nohash"), ("single", "starlette-form")]
     for run in runs:
         assert run["ok"] and run["error"] is None
         assert run["size"] == 64 * MiB and run["uploads"] == 1
         assert run["throughput_mb_s"] > 0 and run["cpu_s_per_gib"] > 0 and run["peak_rss_bytes"] > 0
-    by_name = {run["contender"]: run for run in runs}
+    by_name = {(run["scenario"], run["contender"]): run for run in runs}
     # Written once vs written twice (spool + copy): the claim the suite exists to check.
-    assert by_name["ingest-multipart"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
-    assert by_name["starlette-form"]["write_bytes_per_byte"] == pytest.approx(2.0, abs=0.1)
+    assert by_name["single", "ingest-multipart"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
+    assert by_name["single", "starlette-form"]["write_bytes_per_byte"] == pytest.approx(2.0, abs=0.1)
+    assert by_name["single", "ingest-multipart-nohash"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
+    # Behind nginx, the measured tree is nginx's master and worker and ingest; with request
+    # buffering on, nginx writes the whole body to its temp file before ingest stores it.
+    assert by_name["proxy", "ingest-multipart"]["server_processes"] == 1
+    for name in ("ingest-multipart-nginx", "ingest-multipart-nginx-buffered"):
+        assert by_name["proxy", name]["server_processes"] == 3
+    assert by_name["proxy", "ingest-multipart-nginx"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
+    assert by_name["proxy", "ingest-multipart-nginx-buffered"]["write_bytes_per_byte"] == pytest.approx(2.0, abs=0.1)
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["packages"]["starlette"] and machine["data_filesystem"]["type"]
     assert len(machine["load_average_at_start"]) == 3
+    verdicts = {(v["target"], v["where"]): v for v in result["targets"]}
+    measured = {key: v for key, v in verdicts.items() if v["status"] != "not measured"}
+    assert {key[1] for key in measured} == {"single 64 MiB", "proxy 64 MiB"}
+    for compared in ("`starlette-form`", "`aiohttp-multipart`", "`ingest-multipart-nohash`", "(direct)"):
+        assert any(compared in target for target, _ in measured), compared
+    assert all(v["status"] in ("met", "missed") and v["figures"] for v in measured.values())
     markdown = json_path.with_suffix(".md").read_text()
-    assert "`ingest-multipart`" in markdown and "x UploadFile" in markdown
-    assert list(results.glob("*.png")), "no plot written"
+    assert "`ingest-multipart`" in markdown and "x UploadFile" in markdown and "x direct" in markdown
+    assert "## Targets" in markdown and "exists only to measure what hashing costs" in markdown
+    assert len(list(results.glob("*.png"))) == 3, "plots: single, proxy, RSS by size"
     assert not list((tmp_path / "work").iterdir()), "stored files were left behind"
+
+
+def test_the_nohash_contender_stores_the_right_bytes_without_computing_a_digest(
+        small_input: Upload, tmp_path: Path) -> None:
+    require_tool("curl")
+    contender = REGISTRY["ingest-multipart-nohash"]
+    workdir = tmp_path / "work"
+    with running(contender, workdir) as (_, port):
+        with small_input.source.path.open("rb") as body:
+            answer = httpx.post(f"http://127.0.0.1:{port}/uploads", files={"file": ("a.bin", body)}, timeout=60)
+        assert answer.status_code == 201, answer.text
+        [stored] = answer.json()["files"]
+    assert stored["sha256"] == PLACEHOLDER_SHA256  # no hashing happened: the catalog says so
+    [path] = contender.stored(workdir)
+    assert file_sha256(path) == small_input.source.sha256  # and the bytes are still the input's
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -141,6 +178,37 @@ def test_the_report_gives_ratios_against_the_uploadfile_baseline_and_the_raw_bou
                     "data_filesystem": {"type": "ext4", "mount_point": "/"}, "load_average_at_start": [0, 0, 0]},
         "runs": [run(report.UPLOADFILE_BASELINE, 100.0), run(report.RAW_BOUND, 1000.0), run("ingest-multipart", 400.0)],
     }
-    line = next(line for line in report.markdown(result).splitlines() if line.startswith("| `ingest-multipart`"))
+    tables = report.markdown(result).split("## single: 1 x 1 GiB")[1]
+    line = next(line for line in tables.splitlines() if line.startswith("| `ingest-multipart`"))
     cells = [cell.strip() for cell in line.split("|")]
     assert cells[2] == "400" and cells[4] == "4.00" and cells[5] == "0.40"
+
+
+def test_targets_are_met_missed_or_not_measured_from_the_runs_figures() -> None:
+    def run(name: str, throughput: float, *, scenario: str = "single", ok: bool = True) -> dict[str, object]:
+        return {"contender": name, "scenario": scenario, "size": 1024**3, "uploads": 1, "repetition": 0,
+                "ok": ok, "error": None if ok else "failed", "throughput_mb_s": throughput, "cpu_s_per_gib": 1.1,
+                "peak_rss_bytes": 70 * MiB, "write_bytes_per_byte": 1.004, "extra": {}}
+    runs = [run("ingest-multipart", 400.0), run("starlette-form", 100.0), run("aiohttp-multipart", 600.0),
+            run("ingest-multipart-nohash", 900.0, ok=False),
+            run("ingest-multipart", 500.0, scenario="proxy"), run("ingest-multipart-nginx", 420.0, scenario="proxy")]
+    verdicts = {(v.target, v.where): v for v in targets.evaluate(report.rows_of(runs))}
+
+    def verdict(start: str, where: str = "single 1 GiB") -> targets.Verdict:
+        [found] = [v for (target, at), v in verdicts.items() if target.startswith(start) and at == where]
+        return found
+
+    assert verdict("`ingest-multipart` >= 4.0x `starlette-form`").status == "met"
+    assert verdict("`ingest-multipart` >= 4.0x").figures == "400 / 100 MB/s = 4.00x"
+    assert verdict("`ingest-multipart` >= 0.8x `aiohttp-multipart`").status == "missed"
+    nohash = verdict("`ingest-multipart-nohash` >= 1.0x")
+    assert nohash.status == "not measured" and "no valid run of `ingest-multipart-nohash`" in nohash.figures
+    bound = verdict("`ingest-multipart` >= 0.9x `starlette-stream-tuned`")
+    assert bound.status == "not measured" and "`starlette-stream-tuned` not run" in bound.figures
+    assert verdict("`ingest-multipart` writes 1.0 byte").status == "met"
+    assert verdict("`ingest-multipart` CPU <= 1.2").status == "met"
+    assert verdict("`ingest-multipart` peak RSS <= 64 MiB").status == "missed"
+    assert verdict("`ingest-multipart` peak RSS <= 128 MiB", "concurrent").status == "not measured"
+    assert verdict("`ingest-multipart` concurrent aggregate", "concurrent, single").status == "not measured"
+    proxy = verdict("`ingest-multipart-nginx` >= 85%", "proxy 1 GiB")
+    assert proxy.status == "missed" and proxy.figures == "420 / 500 MB/s = 84%"

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
+from benchmarks.nginx_proxy import CONFIG_PATH, REPO, SITE_DIR, find_nginx
 from ingest.config import Settings, parse_size
 from tests.conftest import IN_CI, LiveServer, free_port
-from tests.nginx import CONFIG_PATH, REPO, SITE_DIR, find_nginx
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"

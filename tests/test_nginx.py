@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from benchmarks.nginx_proxy import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 from ingest.cli import KEEP_ALIVE_TIMEOUT
 from tests.conftest import (
     IN_CI,
@@ -36,7 +37,6 @@ from tests.conftest import (
     wait_until,
     write_random_file,
 )
-from tests.nginx import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

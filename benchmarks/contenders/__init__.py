@@ -1,9 +1,12 @@
 """The contenders: how to start each one, how to send it a file, where it stores the file.
 
-To add one (tus, S3, ingest behind nginx...), build a `Contender` and `register` it, here or
-from a module imported below; the harness, report and plots pick it up by name. A contender
-is either a server the harness starts on a free loopback port (`launch` returns its command)
-or a local command that writes the file itself (`local`, as dd).
+To add one (tus, S3...), build a `Contender` and `register` it, here or from a module
+imported below; the harness, report and plots pick it up by name. A contender is either a
+server the harness starts on a free loopback port (`launch` returns its command; a wrapper
+may start several processes, as ingest behind nginx does: the harness measures and stops the
+whole tree) or a local command that writes the file itself (`local`, as dd). `scenarios`
+says where it is measured: the proxy scenario has its own contenders, and a contender made
+for one comparison (ingest without hashing) need not cost time in every scenario.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pathlib import Path
 from typing import Literal
 
 Mode = Literal["multipart", "raw"]
+# The scenarios a contender takes part in unless it says otherwise ("adversarial" also covers
+# "adversarial-stall", and takes multipart contenders only); "proxy" is opt-in.
+USUAL_SCENARIOS = ("single", "concurrent", "adversarial")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Contender:
     stored: Callable[[Path], list[Path]] = lambda workdir: _files_under(workdir / "store")
     requires: tuple[str, ...] = ()  # command-line tools that must be installed
     health_path: str | None = None  # None: a TCP connect is enough
+    scenarios: tuple[str, ...] = USUAL_SCENARIOS
 
     @property
     def is_server(self) -> bool:

@@ -7,18 +7,37 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.contenders import Contender, Launch, ServerCommand, _files_under, register, uvicorn_command
+from benchmarks.contenders import (
+    USUAL_SCENARIOS,
+    Contender,
+    Launch,
+    ServerCommand,
+    _files_under,
+    register,
+    uvicorn_command,
+)
 from benchmarks.contenders.nginx_dav import nginx_dav_command
 
 # --- ingest ----------------------------------------------------------------------------------
 
 
-def _ingest(*extra: str) -> Callable[[Launch], ServerCommand]:
+def _ingest(*extra: str, module: str = "ingest") -> Callable[[Launch], ServerCommand]:
     def launch_ingest(launch: Launch) -> ServerCommand:
-        argv = [sys.executable, "-m", "ingest", "serve", "--host", "127.0.0.1", "--port", str(launch.port),
+        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(launch.port),
                 "--data-dir", str(launch.workdir / "data"), *extra]
         return ServerCommand(argv)
     return launch_ingest
+
+
+def _ingest_behind_nginx(buffering: str) -> Callable[[Launch], ServerCommand]:
+    """ingest with its defaults behind nginx on the harness's port (see contenders/proxied.py)."""
+    def launch_proxied(launch: Launch) -> ServerCommand:
+        ingest = [sys.executable, "-m", "ingest", "serve", "--host", "127.0.0.1", "--port", "{upstream_port}",
+                  "--data-dir", str(launch.workdir / "data"), "--proxy-headers"]
+        argv = [sys.executable, "-m", "benchmarks.contenders.proxied", "--port", str(launch.port),
+                "--prefix", str(launch.workdir / "nginx"), "--buffering", buffering, "--", *ingest]
+        return ServerCommand(argv)
+    return launch_proxied
 
 
 def _ingest_files(workdir: Path) -> list[Path]:
@@ -32,11 +51,29 @@ for _fsync in (True, False):
     register(Contender(
         name=f"ingest-multipart{_suffix}", mode="multipart", url_path="/uploads",
         description="ingest POST /uploads (multipart/form-data)", settings=_setting,
-        launch=_ingest(*_flags), stored=_ingest_files, health_path="/healthz"))
+        launch=_ingest(*_flags), stored=_ingest_files, health_path="/healthz",
+        # With fsync on (ingest's default), also the direct reference of the proxy scenario.
+        scenarios=(*USUAL_SCENARIOS, "proxy") if _fsync else USUAL_SCENARIOS))
     register(Contender(
         name=f"ingest-put{_suffix}", mode="raw", url_path="/uploads/bench-{n}.bin", method="PUT",
         description="ingest PUT /uploads/{name} (raw body)", settings=_setting,
         launch=_ingest(*_flags), stored=_ingest_files, health_path="/healthz"))
+
+register(Contender(
+    name="ingest-multipart-nohash", mode="multipart", url_path="/uploads",
+    description="ingest POST /uploads with SHA-256 replaced by a no-op: exists only to measure what "
+                "hashing costs (ingest itself always hashes; see contenders/ingest_nohash.py)",
+    settings="sha256 OFF, fsync on; the stored bytes are still checked by reading them back",
+    launch=_ingest(module="benchmarks.contenders.ingest_nohash"), stored=_ingest_files, health_path="/healthz",
+    scenarios=("single",)))
+for _buffering, _what in (("off", "the shipped deploy/nginx/ingest.conf (proxy_request_buffering off)"),
+                          ("on", "the shipped config with nginx's default proxy_request_buffering on")):
+    register(Contender(
+        name="ingest-multipart-nginx" + ("-buffered" if _buffering == "on" else ""), mode="multipart",
+        url_path="/uploads", description=f"ingest POST /uploads behind nginx, {_what}",
+        settings="sha256 on, fsync on; CPU, RSS and disk are nginx's and ingest's together",
+        launch=_ingest_behind_nginx(_buffering), stored=_ingest_files, health_path="/healthz",
+        requires=("nginx",), scenarios=("proxy",)))
 
 # --- the usual Python ways -------------------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """A real nginx, run from the shipped deploy/nginx/ingest.conf, in front of a local upstream.
 
-Used by tests/test_nginx.py and by the benchmark suite's nginx scenario. nginx runs as an
-ordinary foreground process (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`) with its own
-pid file, logs and temp directories under DIR, on free loopback ports. The generated
-nginx.conf only sets those paths and includes the shipped file unchanged; the site snippets
-it includes (ingest-site/upstream.conf, ingest-site/server.conf) are generated for the ports.
-`overrides` replaces the value of directives of the shipped file (each must occur exactly
-once), for experiments such as `{"proxy_request_buffering": "on"}`.
+Used by the benchmark suite's `proxy` scenario (benchmarks/contenders/proxied.py), by
+tests/test_nginx.py and by deploy/measure_proxy.py; it lives here, not in tests/, because the
+benchmarks must run without the test package. nginx runs as an ordinary foreground process
+(`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`) with its own pid file, logs and temp
+directories under DIR, on loopback ports. The generated nginx.conf only sets those paths and
+includes the shipped file unchanged; the site snippets it includes (ingest-site/upstream.conf,
+ingest-site/server.conf) are generated for the ports. `overrides` replaces the value of
+directives of the shipped file (each must occur exactly once), for experiments such as
+`{"proxy_request_buffering": "on"}`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +41,7 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -110,25 +112,22 @@ def render_config(overrides: Mapping[str, str]) -> str:
     return text
 
 
-def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bool = False,
-                overrides: Mapping[str, str] | None = None, nginx: str = "nginx") -> Nginx:
-    """Start nginx from the shipped config in front of `upstream_host:upstream_port`."""
-    # Outside pytest's 0700 tmp dirs: nginx's workers drop to an unprivileged user when the
-    # master runs as root, and must reach the temp directories.
-    prefix = Path(tempfile.mkdtemp(prefix="ingest-nginx-"))
-    prefix.chmod(0o755)
-    port = _free_port()
+def write_config(prefix: Path, upstream_port: int, port: int, *, upstream_host: str = "127.0.0.1",
+                 tls_port: int | None = None, overrides: Mapping[str, str] | None = None,
+                 user: str | None = None) -> Path:
+    """Write nginx.conf and the site snippets under `prefix` (which must exist); returns nginx.conf.
+
+    `user`: the `user` directive, for a master running as root whose workers must write
+    temp directories an unprivileged user cannot reach (None: nginx's default).
+    """
     site = prefix / SITE_DIR
-    site.mkdir()
+    site.mkdir(exist_ok=True)
     (site / "upstream.conf").write_text(f"server {upstream_host}:{upstream_port};\n")
     server_lines = [f"listen 127.0.0.1:{port};", "server_name _;"]
-    tls_url = None
-    if tls:
-        tls_port = _free_port()
+    if tls_port is not None:
         _self_signed_certificate(prefix)
         server_lines += [f"listen 127.0.0.1:{tls_port} ssl;", f"ssl_certificate {prefix}/cert.pem;",
                          f"ssl_certificate_key {prefix}/key.pem;"]
-        tls_url = f"https://127.0.0.1:{tls_port}"
     (site / "server.conf").write_text("\n".join(server_lines) + "\n")
 
     included = CONFIG_PATH
@@ -137,7 +136,10 @@ def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bo
         included.write_text(render_config(overrides))
     temp_paths = "".join(f"    {kind}_temp_path {prefix}/{kind}_temp;\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (prefix / "nginx.conf").write_text(
+    config = prefix / "nginx.conf"
+    user_line = f"user {user};\n" if user else ""
+    config.write_text(
+        f"{user_line}"
         f"worker_processes 1;\n"
         f"pid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/error.log warn;\n"
@@ -147,10 +149,27 @@ def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bo
         f"{temp_paths}"
         f"    include {included};\n"
         f"}}\n")
+    return config
+
+
+def nginx_argv(prefix: Path, nginx: str = "nginx") -> list[str]:
+    """The command running nginx in the foreground from `write_config`'s files."""
+    return [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"]
+
+
+def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bool = False,
+                overrides: Mapping[str, str] | None = None, nginx: str = "nginx") -> Nginx:
+    """Start nginx from the shipped config in front of `upstream_host:upstream_port`."""
+    # Outside pytest's 0700 tmp dirs: nginx's workers drop to an unprivileged user when the
+    # master runs as root, and must reach the temp directories.
+    prefix = Path(tempfile.mkdtemp(prefix="ingest-nginx-"))
+    prefix.chmod(0o755)
+    port = free_port()
+    tls_port = free_port() if tls else None
+    write_config(prefix, upstream_port, port, upstream_host=upstream_host, tls_port=tls_port, overrides=overrides)
+    tls_url = f"https://127.0.0.1:{tls_port}" if tls_port is not None else None
     with (prefix / "stderr.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(nginx_argv(prefix, nginx), stdout=subprocess.DEVNULL, stderr=stderr)
     server = Nginx(f"http://127.0.0.1:{port}", port, tls_url, prefix, process)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -163,15 +182,6 @@ def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bo
         time.sleep(0.05)
     server.stop()
     raise RuntimeError("nginx did not start listening")
-
-
-@contextlib.contextmanager
-def running_nginx(upstream_port: int, **options: object) -> Iterator[Nginx]:
-    server = start_nginx(upstream_port, **options)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _self_signed_certificate(prefix: Path) -> None:
