@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +94,19 @@ def _targets(rows: list[Row]) -> list[str]:
 def _table(group: list[Row], *, stall: bool, ratios: tuple[tuple[str, str], ...]) -> list[str]:
     by_name = {row.contender: row.median("throughput_mb_s") for row in group}
     if stall:
-        header = ["contender", "normal MB/s alone", "normal MB/s beside adversarial", "adversarial MB/s", "ok"]
+        header = ["contender", "normal MB/s alone", "normal MB/s beside adversarial", "adversarial upload",
+                  "ok"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in group:
             extras = [run["extra"] for run in row.ok_runs]
-            def median_of(key: str, extras: list[dict[str, Any]] = extras) -> float | None:
-                return statistics.median(e[key] for e in extras) if extras else None
+            median_of = row.median_extra
+            refused = sum(e.get("adversarial_outcome") == "refused" for e in extras)
+            fate = (f"refused (4xx) after {_number(median_of('adversarial_seconds'))} s" if refused == len(extras)
+                    else f"stored at {_number(median_of('adversarial_mb_s'))} MB/s" if not refused
+                    else f"refused in {refused} of {len(extras)} runs")
             lines.append(f"| `{row.contender}` | {_number(median_of('normal_alone_mb_s'))} | "
                          f"{_number(median_of('normal_with_adversarial_mb_s'))} | "
-                         f"{_number(median_of('adversarial_mb_s'))} | {len(row.ok_runs)}/{len(row.runs)} |")
+                         f"{fate if extras else '-'} | {len(row.ok_runs)}/{len(row.runs)} |")
         return lines
     header = ["contender", "MB/s", "min-max", *(label for label, _ in ratios), "CPU-s/GiB", "peak RSS MiB",
               "disk B/B", "sha256 ok"]

@@ -28,6 +28,11 @@ class Row:
         values = [run[key] for run in self.ok_runs if run[key] is not None]
         return statistics.median(values) if values else None
 
+    def median_extra(self, key: str) -> float | None:
+        """Median of a scenario's own figure (`Run.extra`) over the valid runs."""
+        values = [run["extra"][key] for run in self.ok_runs if run["extra"].get(key) is not None]
+        return statistics.median(values) if values else None
+
     def spread(self, key: str) -> tuple[float, float] | None:
         values = [run[key] for run in self.ok_runs if run[key] is not None]
         return (min(values), max(values)) if values else None

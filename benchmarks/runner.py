@@ -75,8 +75,9 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
         if contender.is_server:
             with running(contender, workdir) as (process, port):
                 before = procstat.tree_usage(process.pid)
-                seconds, _, failures = _send(contender, uploads, port, client, workdir)
+                seconds, _, outcomes = _send(contender, uploads, port, client, workdir)
                 usage = procstat.tree_usage(process.pid).minus(before)
+            failures = [failure for failure in outcomes if failure]
         else:
             seconds, usage, failures = _run_local(contender, uploads, workdir)
         _record(run, seconds, usage, uploads)
@@ -90,9 +91,9 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
 
 
 def _send(contender: Contender, uploads: list[Upload], port: int, client: Client,
-          workdir: Path, *, first_number: int = 0) -> tuple[float, list[float], list[str]]:
+          workdir: Path, *, first_number: int = 0) -> tuple[float, list[float], list[str | None]]:
     """Start every client at once and wait for all. Returns the wall time of the batch,
-    each upload's own wall time, and what failed."""
+    each upload's own wall time, and each upload's failure (None: a 2xx answer)."""
     started = time.perf_counter()
 
     def one(number: int, upload: Upload) -> tuple[float, str | None]:
@@ -112,7 +113,7 @@ def _send(contender: Contender, uploads: list[Upload], port: int, client: Client
     with ThreadPoolExecutor(max_workers=len(uploads)) as pool:
         results = list(pool.map(one, range(first_number, first_number + len(uploads)), uploads))
     return (time.perf_counter() - started, [seconds for seconds, _ in results],
-            [failure for _, failure in results if failure])
+            [failure for _, failure in results])
 
 
 def measure_stall(contender: Contender, normal: list[Upload], adversarial: Upload, *, repetition: int,
@@ -121,7 +122,10 @@ def measure_stall(contender: Contender, normal: list[Upload], adversarial: Uploa
 
     Phase 1 sends the normal uploads alone; phase 2 sends the same uploads while the
     adversarial one runs (started together). The normal uploads' throughput in both phases
-    and the adversarial upload's own rate go to `extra`.
+    and what became of the adversarial upload go to `extra`: stored (its rate), or refused
+    with a 4xx (ingest's parse budget does that by design; then the seconds to the refusal).
+    The run is valid when every normal upload is stored right and the adversarial one is
+    either stored right or refused with a 4xx.
     """
     run = Run(contender.name, "adversarial-stall", normal[0].stored_size, len(normal), repetition, client,
               load_average=load_average())
@@ -132,21 +136,27 @@ def measure_stall(contender: Contender, normal: list[Upload], adversarial: Uploa
     try:
         with running(contender, workdir) as (process, port):
             before = procstat.tree_usage(process.pid)
-            alone, _, failures = _send(contender, normal, port, client, workdir)
-            _, each, more_failures = _send(contender, [adversarial, *normal], port, client, workdir,
-                                           first_number=len(normal))
+            alone, _, outcomes = _send(contender, normal, port, client, workdir)
+            _, each, beside = _send(contender, [adversarial, *normal], port, client, workdir,
+                                    first_number=len(normal))
             usage = procstat.tree_usage(process.pid).minus(before)
-        failures += more_failures
+        adversarial_failure, failures = beside[0], [f for f in [*outcomes, *beside[1:]] if f]
+        refused = adversarial_failure is not None and " HTTP 4" in adversarial_failure
+        if adversarial_failure and not refused:
+            failures.append(adversarial_failure)
         with_adversarial = max(each[1:])
         run.extra = {
             "normal_alone_mb_s": round(normal_bytes / alone / 1e6, 1),
             "normal_with_adversarial_mb_s": round(normal_bytes / with_adversarial / 1e6, 1),
-            "adversarial_mb_s": round(adversarial.stored_size / each[0] / 1e6, 1),
+            "adversarial_outcome": "refused" if refused else "stored",
+            "adversarial_seconds": round(each[0], 3),
+            "adversarial_mb_s": None if refused else round(adversarial.stored_size / each[0] / 1e6, 1),
             "adversarial_size": adversarial.stored_size,
         }
-        _record(run, alone + max(each), usage, [*normal, *normal, adversarial])
+        stored = [*normal, *normal] if refused else [*normal, *normal, adversarial]
+        _record(run, alone + max(each), usage, stored)
         run.throughput_mb_s = run.extra["normal_with_adversarial_mb_s"]
-        run.error = "; ".join(failures) or _check_stored(contender, [*normal, *normal, adversarial], workdir)
+        run.error = "; ".join(failures) or _check_stored(contender, stored, workdir)
         run.ok = run.error is None
     except (ServerFailed, OSError, subprocess.SubprocessError) as error:
         run.error = f"{type(error).__name__}: {error}"

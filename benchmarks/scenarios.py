@@ -67,12 +67,15 @@ def run_plan(plan: Plan, report: Report) -> list[Run]:
         normal_source = random_input(max(plan.adversarial_size // 2, 1024 * 1024))
         body_overhead = dense.size - plan.adversarial_size
         adversarial = Upload(dense, "prebuilt", dense.sha256, dense.size - body_overhead, content_type)
-        multipart = [c for c in taking_part("adversarial") if c.mode == "multipart"]
+        parsing = [c for c in taking_part("adversarial") if c.mode == "multipart"]
+        stalling = [c for c in taking_part("adversarial-stall") if c.mode == "multipart"]
         for repetition in range(plan.repetitions):
-            for contender in multipart:
-                record(measure(contender, [adversarial], scenario="adversarial", repetition=repetition,
-                               client=plan.client, workroot=plan.workroot))
-                normal = [Upload.of_file(normal_source, "multipart")] * 2
-                record(measure_stall(contender, normal, adversarial, repetition=repetition,
-                                     client=plan.client, workroot=plan.workroot))
+            for contender in [*parsing, *(c for c in stalling if c not in parsing)]:
+                if contender in parsing:
+                    record(measure(contender, [adversarial], scenario="adversarial", repetition=repetition,
+                                   client=plan.client, workroot=plan.workroot))
+                if contender in stalling:
+                    normal = [Upload.of_file(normal_source, "multipart")] * 2
+                    record(measure_stall(contender, normal, adversarial, repetition=repetition,
+                                         client=plan.client, workroot=plan.workroot))
     return runs

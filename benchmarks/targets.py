@@ -66,6 +66,7 @@ RATIOS = (
 )
 PROXY_RATIO = _Ratio(PROXY_UNBUFFERED, PROXY_DIRECT, 0.85, scenario="proxy")
 DISK_TOLERANCE = 0.01  # write_bytes also counts the catalog's few pages
+NOT_STALLED = 0.75  # normal uploads beside an adversarial one keep this share of their speed alone
 
 
 def _limits() -> list[_Limit]:
@@ -96,6 +97,7 @@ def evaluate(rows: list[Row]) -> list[Verdict]:
         verdicts += _limit_verdicts(rows, limit)
     verdicts.append(_concurrent_vs_single(rows))
     verdicts += _ratio_verdicts(rows, PROXY_RATIO)
+    verdicts.append(_not_stalled(rows))
     return verdicts
 
 
@@ -178,3 +180,21 @@ def _concurrent_vs_single(rows: list[Row]) -> Verdict:
         return Verdict(text, where, "not measured", f"`{INGEST}` not run or no valid run in both")
     return Verdict(text, where, "met" if aggregate >= alone else "missed",
                    f"{aggregate:,.0f} vs {alone:,.0f} MB/s = {aggregate / alone:.2f}x")
+
+
+def _not_stalled(rows: list[Row]) -> Verdict:
+    """Normal uploads beside one CRLF-dense upload keep most of their speed alone (same server)."""
+    text = (f"one CRLF-dense upload does not stall others: `{INGEST}` normal uploads beside it "
+            f">= {NOT_STALLED:.0%} of alone")
+    for size, uploads in _places(rows, "adversarial-stall"):
+        row = _row(rows, "adversarial-stall", size, uploads, INGEST)
+        where = _where("adversarial-stall", size, uploads)
+        if row is None or not row.ok_runs:
+            return Verdict(text, where, "not measured", _absent(rows, "adversarial-stall", size, uploads, [INGEST]))
+        alone = row.median_extra("normal_alone_mb_s")
+        beside = row.median_extra("normal_with_adversarial_mb_s")
+        if not alone or beside is None:
+            return Verdict(text, where, "not measured", "no figures in the valid runs")
+        return Verdict(text, where, "met" if beside >= NOT_STALLED * alone else "missed",
+                       f"{beside:,.0f} beside / {alone:,.0f} alone MB/s = {beside / alone:.0%}")
+    return Verdict(text, "adversarial-stall", "not measured", "no adversarial-stall runs")

@@ -18,8 +18,9 @@ import pytest
 from benchmarks import procstat, report, targets
 from benchmarks.contenders import REGISTRY, Contender
 from benchmarks.contenders.ingest_nohash import PLACEHOLDER_SHA256
-from benchmarks.inputs import file_sha256, random_input
-from benchmarks.runner import Upload, measure
+from benchmarks.inputs import crlf_dense_body, file_sha256, random_input
+from benchmarks.runner import Upload, measure, measure_stall
+from benchmarks.scenarios import ADVERSARIAL_BOUNDARY
 from benchmarks.servers import running
 from tests.conftest import require_tool
 
@@ -212,3 +213,25 @@ def test_targets_are_met_missed_or_not_measured_from_the_runs_figures() -> None:
     assert verdict("`ingest-multipart` concurrent aggregate", "concurrent, single").status == "not measured"
     proxy = verdict("`ingest-multipart-nginx` >= 85%", "proxy 1 GiB")
     assert proxy.status == "missed" and proxy.figures == "420 / 500 MB/s = 84%"
+
+
+@pytest.mark.parametrize(("contender", "outcome"), [
+    ("ingest-multipart", "refused"),           # the parse budget refuses the CRLF-dense body
+    ("ingest-multipart-nobudget", "stored"),   # without it, the body is parsed and stored
+])
+def test_the_stall_scenario_records_what_became_of_the_adversarial_upload(
+        tmp_path: Path, contender: str, outcome: str) -> None:
+    require_tool("curl")
+    dense, content_type = crlf_dense_body(24 * MiB, ADVERSARIAL_BOUNDARY, cache_dir=tmp_path / "cache")
+    adversarial = Upload(dense, "prebuilt", dense.sha256, 24 * MiB, content_type)
+    normal = [Upload.of_file(random_input(4 * MiB, cache_dir=tmp_path / "cache"), "multipart")] * 2
+    run = measure_stall(REGISTRY[contender], normal, adversarial, repetition=0, client="curl",
+                        workroot=tmp_path / "work")
+    assert run.ok, run.error
+    assert run.extra["adversarial_outcome"] == outcome
+    assert (run.extra["adversarial_mb_s"] is None) == (outcome == "refused")
+    assert run.extra["normal_alone_mb_s"] > 0 and run.extra["normal_with_adversarial_mb_s"] > 0
+    verdict = targets.evaluate(report.rows_of([run.as_json()]))[-1]
+    assert verdict.target.startswith("one CRLF-dense upload does not stall others")
+    # Judged on ingest's defaults only; whether it is met is a matter for the report, not a test.
+    assert verdict.status in ({"met", "missed"} if contender == targets.INGEST else {"not measured"})

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 Mode = Literal["multipart", "raw"]
-# The scenarios a contender takes part in unless it says otherwise ("adversarial" also covers
-# "adversarial-stall", and takes multipart contenders only); "proxy" is opt-in.
-USUAL_SCENARIOS = ("single", "concurrent", "adversarial")
+# The scenarios a contender takes part in unless it says otherwise (the --scenarios choice
+# "adversarial" runs both "adversarial" and "adversarial-stall", for multipart contenders
+# only); "proxy" is opt-in.
+USUAL_SCENARIOS = ("single", "concurrent", "adversarial", "adversarial-stall")
 
 
 @dataclass(frozen=True)
