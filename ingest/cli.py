@@ -18,11 +18,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ingest.config import Settings, env_name, format_value, parse_value
+
+if TYPE_CHECKING:
+    import httpx  # imported by the client commands only: `serve` never loads it
 
 READ_SIZE = 1024 * 1024
 # Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
@@ -35,7 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (httpx.HTTPError, OSError, ValueError) as error:
+    except (OSError, ValueError) as error:
+        print(f"ingest: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        client_library = sys.modules.get("httpx")  # loaded only if a client command ran
+        if client_library is None or not isinstance(error, client_library.HTTPError):
+            raise
         print(f"ingest: {error}", file=sys.stderr)
         return 1
 
@@ -135,6 +142,8 @@ def _metrics_across_workers(settings: Settings) -> Iterator[None]:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
+    import httpx
+
     headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
     return httpx.Client(base_url=args.url, headers=headers,
                         timeout=httpx.Timeout(60.0, read=None, write=None))
@@ -179,6 +188,7 @@ def upload_command(args: argparse.Namespace) -> int:
 
 
 def resumable_upload_command(args: argparse.Namespace) -> int:
+    import httpx
     from tqdm import tqdm
 
     from ingest.tus.client import ResumableUpload, TusError, UploadUrls, state_path

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio.to_thread
-import httpx
 
 from ingest.events import EVENTS, HookEvent, HookResponse
 
@@ -35,10 +34,14 @@ class WebhookTarget:
         self.url = url
         self.events = frozenset(events)
         self._max_response_size = max_response_size
+        import httpx  # here, not at the top: only a server with a webhook needs it
+
         # Timeouts are enforced by the hub around each attempt; none here.
         self._client = httpx.AsyncClient(timeout=None, follow_redirects=False)
 
     async def deliver(self, event: HookEvent) -> HookResponse | None:
+        import httpx
+
         headers = {**event.forwarded_headers, "hook-name": event.type,
                    "content-type": "application/json"}
         body = json.dumps(event.to_json()).encode()

@@ -14,10 +14,15 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import psycopg
-from psycopg_pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+# psycopg is imported where a PostgreSQL class is used, not here: a server on the embedded
+# defaults (SQLite, flock) never loads it (about 10 MiB of resident memory per worker).
 
 _NAMESPACE = b"ingest.partial:"
 
@@ -29,7 +34,9 @@ def lock_key(name: str) -> int:
 
 class PostgresSessionLocks:
     def __init__(self, url: str, *, max_sessions: int = 64) -> None:
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_sessions, open=True,
+        from psycopg_pool import ConnectionPool
+
+        self._pool: ConnectionPool = ConnectionPool(url, min_size=1, max_size=max_sessions, open=True,
                                     kwargs={"autocommit": True})
 
     def try_lock(self, name: str) -> Callable[[], None] | None:
@@ -101,11 +108,15 @@ class PostgresHandOver:
         await anyio.to_thread.run_sync(release)
 
     async def request(self, name: str) -> None:
+        import psycopg
+
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
             await connection.execute("SELECT pg_notify(%s, %s)", (self.CHANNEL, name))
 
     async def listen(self, on_request: Callable[[str], None]) -> None:
         """Call `on_request(name)` for every request, until cancelled; reconnects on failure."""
+        import psycopg
+
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as connection:
