@@ -72,11 +72,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._body_unread = False
         super().on_message_complete()
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering is not None:
             self._lingering.end()
-            return None
-        return super().eof_received()
+            return
+        super().eof_received()
 
     def shutdown(self) -> None:
         if self._lingering is not None:
