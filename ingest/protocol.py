@@ -12,6 +12,13 @@ RST, which can reach the client (or nginx, which then answers 502) before it has
 answer. So, as nginx does (`lingering_close`), such a close first sends the answer and a
 FIN, then reads and discards what the client still sends until it closes its side, goes
 quiet for `LINGER_IDLE_SECONDS` or `LINGER_MAX_SECONDS` pass.
+
+Body chunks reach the app uncopied when they can: uvicorn (0.3x-0.5x) gathers each chunk into
+a `bytearray` and hands the app `bytes(...)` of it, two copies of every body byte on the event
+loop, although httptools already made a fresh `bytes` object for the chunk. While nothing is
+pending, `on_body` starts the pending body as that `bytes` object itself: `+=` on empty bytes
+keeps the operand and `bytes()` of bytes is the same object, so a lone chunk travels by
+reference; chunks arriving before the app asks are gathered in a `bytearray` as before.
 """
 
 from __future__ import annotations
@@ -51,6 +58,15 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self._lingering.discarded()
             return
         super().data_received(data)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        pending: object = cycle.body
+        if type(pending) is bytearray and not pending:
+            cycle.body = b""  # type: ignore[assignment] # `+=` keeps `body` itself: see above
+        elif type(pending) is bytes:
+            cycle.body = bytearray(pending)  # a second chunk before the app asked: gather them
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._body_unread = False

@@ -1,12 +1,15 @@
 """BlobSink: one file on its way into storage, counted, limited and hashed as it streams.
 
 The event loop only gathers chunks into a block (1 MiB by default): large `bytes` chunks by
-reference, small ones copied together, so the body is not copied on the loop. Full blocks go to two
-ordered lanes on worker threads, one hashing and one writing, which run beside each other
-and beside the parsing of the next blocks: hashlib and `os.write` release the GIL.
-A few blocks may queue per lane, so the event loop rarely waits and keeps reading the
-socket; when a lane is full, the sink awaits room, and that is what pushes back on the
-client (uvicorn stops reading the socket while the app does not ask for more).
+reference, small ones copied together, so the body is not copied on the loop. Full blocks go to
+one ordered lane on a worker thread, which runs beside the parsing of the next blocks: hashlib and
+`os.write` release the GIL. The lane hashes each piece of a block and writes it right after,
+while it is still in the CPU cache: measured, that costs less CPU than a hash lane and a write
+lane side by side (each reading every block from memory, and two thread hand-offs per block),
+and one thread still hashes and writes faster than the event loop receives and parses.
+A few blocks may queue, so the event loop rarely waits and keeps reading the socket; when the
+lane is full, the sink awaits room, and that is what pushes back on the client (uvicorn stops
+reading the socket while the app does not ask for more).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -33,7 +36,7 @@ _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 LANE_DEPTH = 4  # blocks queued per lane: memory per upload <= (LANE_DEPTH + 1) * block_size
 BY_REFERENCE = 64 * 1024  # chunks at least this big join a block by reference, smaller ones are copied
 
-# One block: the chunks gathered for one hash step and one write step, in order.
+# One block: the chunks gathered for one hash-and-write step, in order.
 Block = list[bytes | bytearray]
 Item = TypeVar("Item")  # what one lane's work takes: a Block here, a bytearray for tus
 
@@ -58,8 +61,7 @@ class BlobSink:
         self._hasher = hashlib.sha256()
         self._block: Block = []
         self._block_bytes = 0
-        self._hash_lane: OrderedLane[Block] = OrderedLane(self._hash)
-        self._write_lane: OrderedLane[Block] = OrderedLane(self._write)
+        self._lane: OrderedLane[Block] = OrderedLane(self._store)
         self.size = 0
 
     async def write(self, chunk: bytes) -> None:
@@ -82,27 +84,24 @@ class BlobSink:
         block, self._block = self._block, []
         block_bytes, self._block_bytes = self._block_bytes, 0
         if block:
-            await self._hash_lane.submit(block)
-            await self._write_lane.submit(block)
+            await self._lane.submit(block)
             if self._on_block is not None:
                 self._on_block(block_bytes)
 
-    def _hash(self, block: Block) -> None:
-        for piece in block:
-            self._hasher.update(piece)
-
-    def _write(self, block: Block) -> None:
+    def _store(self, block: Block) -> None:
+        """Worker thread: hash each piece, then write it while it is still in the CPU cache."""
+        update, write = self._hasher.update, self._writer.write
         try:
             for piece in block:
-                self._writer.write(piece)
+                update(piece)
+                write(piece)
         except OSError as error:
             raise storage_error(error) from error
 
     async def finish(self) -> Received:
         """Write what is left and wait for it; the blob is complete but not yet committed."""
         await self._flush()
-        await self._hash_lane.join()
-        await self._write_lane.join()
+        await self._lane.join()
         return Received(size=self.size, sha256=self._hasher.hexdigest())
 
     async def commit(self, blob_id: str, *, sha256: str) -> None:
@@ -118,11 +117,10 @@ class BlobSink:
     async def abort(self) -> None:
         """Discard the blob. Waits for queued work first, so no write races the abort."""
         with anyio.CancelScope(shield=True):
-            for lane in (self._hash_lane, self._write_lane):
-                lane.cancel()
-                # A failed write is already being reported by whoever called abort.
-                with contextlib.suppress(Exception):
-                    await lane.join()
+            self._lane.cancel()
+            # A failed write is already being reported by whoever called abort.
+            with contextlib.suppress(Exception):
+                await self._lane.join()
             await anyio.to_thread.run_sync(self._writer.abort)
 
 
@@ -130,7 +128,8 @@ class OrderedLane(Generic[Item]):
     """Runs `work(item)` for each submitted item, in order, on the shared I/O threads.
 
     One thread hop serves a burst of queued items rather than one item, and at most
-    LANE_DEPTH items wait: `submit` awaits room beyond that.
+    LANE_DEPTH items wait: `submit` awaits room beyond that. The end of a burst is not sent
+    to the event loop (that woke the loop once per block); `join` asks for it instead.
     """
 
     def __init__(self, work: Callable[[Item], object]) -> None:
@@ -142,7 +141,7 @@ class OrderedLane(Generic[Item]):
         self._cancelled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
+        self._drained: Future[None] | None = None  # the latest burst
 
     async def submit(self, item: Item) -> None:
         self._raise_error()
@@ -155,11 +154,11 @@ class OrderedLane(Generic[Item]):
             self._running = True
         if start:
             self._loop = asyncio.get_running_loop()
-            self._drained = self._loop.run_in_executor(_io_threads, self._drain)
+            self._drained = _io_threads.submit(self._drain)
 
     async def join(self) -> None:
         if self._drained is not None:
-            await self._drained
+            await asyncio.wrap_future(self._drained)
         self._raise_error()
 
     def cancel(self) -> None:

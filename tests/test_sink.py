@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 
 import pytest
 
+from ingest.errors import InsufficientStorage
 from ingest.sink import BY_REFERENCE, BlobSink
 
 
@@ -51,3 +53,45 @@ async def test_sink_copies_a_mutable_buffer_its_caller_reuses() -> None:
     received = await sink.finish()
     assert bytes(writer.written) == bytes(expected)
     assert received.sha256 == hashlib.sha256(expected).hexdigest()
+
+
+class FailingWriter(MemoryWriter):
+    """Fails with ENOSPC once `room` bytes are written."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray) -> None:
+        if len(self.written) + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().write(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.mark.anyio
+async def test_sink_reports_each_block_once_with_its_length() -> None:
+    blocks: list[int] = []
+    sink = BlobSink(MemoryWriter(), max_size=1 << 30, block_size=4 * BY_REFERENCE,
+                    on_block=blocks.append)
+    for _ in range(9):
+        await sink.write(os.urandom(BY_REFERENCE + 7))
+    received = await sink.finish()
+    assert sum(blocks) == received.size == 9 * (BY_REFERENCE + 7)
+    assert all(length >= 4 * BY_REFERENCE for length in blocks[:-1])
+
+
+@pytest.mark.anyio
+async def test_sink_turns_a_full_disk_into_insufficient_storage_and_aborts_cleanly() -> None:
+    writer = FailingWriter(room=3 * BY_REFERENCE)
+    sink = BlobSink(writer, max_size=1 << 30, block_size=BY_REFERENCE)
+    with pytest.raises(InsufficientStorage):
+        for _ in range(16):
+            await sink.write(os.urandom(BY_REFERENCE))
+        await sink.finish()
+    await sink.abort()
+    assert writer.aborted
+    assert len(writer.written) <= 3 * BY_REFERENCE
