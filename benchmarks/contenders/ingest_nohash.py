@@ -2,11 +2,10 @@
 this module with `ingest serve`'s arguments).
 
 For measurement only: ingest has no setting for this, because every file it stores carries
-its sha256. Here, before the server starts, each `BlobSink` gets a hasher that does nothing and
-a hash lane that never runs, so blocks go to the write lane alone: the pipeline is ingest's
-minus the hashing step. The catalog then records a placeholder digest (64 zeros); the harness
-never trusts it, it reads each stored file back from disk and compares its sha256 with the
-input's, as for every contender.
+its sha256. Here, before the server starts, each `BlobSink` gets a hasher that does nothing, so
+its worker lane only writes: the pipeline is ingest's minus the hashing step. The catalog
+then records a placeholder digest (64 zeros); the harness never trusts it, it reads each
+stored file back from disk and compares its sha256 with the input's, as for every contender.
 """
 
 from __future__ import annotations
@@ -29,26 +28,12 @@ class _NoHash:
         return PLACEHOLDER_SHA256
 
 
-class _SkippedLane:
-    """Stands in for the hash lane: accepts blocks and drops them, with no thread hand-off."""
-
-    async def submit(self, block: sink.Block) -> None:
-        pass
-
-    async def join(self) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
-
-
 def switch_hashing_off() -> None:
     original_init = sink.BlobSink.__init__
 
     def init_without_hashing(self: sink.BlobSink, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self._hasher = _NoHash()  # type: ignore[assignment]
-        self._hash_lane = _SkippedLane()  # type: ignore[assignment]
 
     sink.BlobSink.__init__ = init_without_hashing  # type: ignore[method-assign]
 
