@@ -103,11 +103,13 @@ async def _create(request: Request) -> Response:
         raise InvalidRequest("Upload-Defer-Length must be 1")
     if (length is None) == (defer is None):
         raise InvalidRequest("send exactly one of Upload-Length and Upload-Defer-Length: 1")
+    with_upload = _media_type(request) == OFFSET_CONTENT_TYPE  # creation-with-upload
+    # Every header is checked before the upload exists: a refused request leaves nothing.
+    checksum = parse_checksum(request.headers.get("upload-checksum")) if with_upload else None
     upload = await tus.create(length=length, metadata=metadata, partial=concat is not None)
-    if _media_type(request) == OFFSET_CONTENT_TYPE:  # creation-with-upload
+    if with_upload:
         try:
-            upload = await tus.write(upload.upload_id, offset=0, body=_body(request),
-                                     checksum=parse_checksum(request.headers.get("upload-checksum")))
+            upload = await tus.write(upload.upload_id, offset=0, body=_body(request), checksum=checksum)
         except IngestError as error:
             # The upload exists whatever happened to its first bytes: say where, so the
             # client can resume there instead of starting over.
