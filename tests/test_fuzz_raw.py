@@ -14,7 +14,6 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pytest
@@ -25,14 +24,14 @@ from ingest import browser
 from ingest.config import Settings
 from tests.fuzzing import (
     assert_error_or_created,
+    assert_headers_clean,
     assert_no_temp_files,
+    assert_only_ingest_paths,
     assert_store_empty,
     check_and_remove_created,
     examples,
 )
 from tests.inprocess import Answer, InProcessApp
-
-BLOB_PATH = re.compile(r"files/[0-9a-f]{2}/[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +41,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
         yield running
         assert_no_temp_files(running)
         assert_store_empty(running, on_disk=True)
-
-
-def assert_only_ingest_paths(data_dir: Path) -> None:
-    """Whatever a client sent, the data dir holds only ingest's own names."""
-    for path in data_dir.rglob("*"):
-        relative = path.relative_to(data_dir).as_posix()
-        assert (relative in {"files", "tmp", "tus"} or relative.startswith("catalog.sqlite3")
-                or re.fullmatch(r"tus/[0-9a-f]{32}(\.bin|\.json|\.\d+\.new)", relative)
-                or re.fullmatch(r"files/[0-9a-f]{2}", relative) or BLOB_PATH.fullmatch(relative)), relative
-
-
-def assert_headers_clean(answer: Answer) -> None:
-    for name, value in answer.headers:
-        assert not any(ch in value for ch in "\r\n\x00"), (name, value)
 
 
 # Path traversal and lookalikes: RFC 3986 dot segments, Windows separators and drives,
