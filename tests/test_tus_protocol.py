@@ -524,6 +524,29 @@ async def test_cors_exposes_the_tus_headers_and_preflight_needs_no_token(tmp_pat
         assert "access-control-allow-origin" not in other.headers
 
 
+@pytest.mark.parametrize("method", ["POST", "HEAD", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("version", [None, "0.2.2", "1.0.0"])
+async def test_without_a_token_every_tus_request_gets_401_whatever_its_version(
+        tmp_path: Path, method: str, version: str | None) -> None:
+    settings = Settings(data_dir=tmp_path / "data", fsync=False, tokens=("secret",))
+    async with app_client(settings) as client:
+        created = await client.post("/files/", headers={**TUS, "upload-length": "3",
+                                                        "authorization": "Bearer secret"})
+        url = created.headers["location"] if method != "POST" else "/files/"
+        headers = {"upload-length": "3", "upload-offset": "0", "content-type": "application/offset+octet-stream",
+                   **({"tus-resumable": version} if version else {})}
+        refused = await client.request(method, url, headers=headers, content=b"abc")
+        assert refused.status_code == 401
+        assert refused.headers["tus-resumable"] == "1.0.0"  # tus clients read it on every answer
+        assert refused.headers["www-authenticate"] == 'Bearer realm="ingest"'
+        # With the token, the protocol's own answers come back.
+        allowed = await client.request(method, url, headers={**headers, "authorization": "Bearer secret"},
+                                       content=b"abc")
+        expected = 204 if method == "OPTIONS" else 412 if version != "1.0.0" else {
+            "POST": 201, "HEAD": 200, "PATCH": 204, "DELETE": 204}[method]
+        assert allowed.status_code == expected
+
+
 async def test_method_override_lets_a_post_act_as_patch(client: httpx.AsyncClient) -> None:
     url = await create(client, 3)
     response = await client.post(url, content=b"abc", headers={
