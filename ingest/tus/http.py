@@ -213,8 +213,8 @@ class TusVersion:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        version = dict(scope.get("headers", [])).get(b"tus-resumable", b"").decode("latin-1")
-        if not _is_tus_path(scope) or scope["method"] == "OPTIONS" or version == TUS_VERSION:
+        if not _is_tus_path(scope) or scope["method"] == "OPTIONS" or (
+                dict(scope["headers"]).get(b"tus-resumable", b"").decode("latin-1") == TUS_VERSION):
             await self.app(scope, receive, send)
             return
         error = UnsupportedTusVersion(f"this server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}",
