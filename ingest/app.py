@@ -116,10 +116,11 @@ def create_app(settings: Settings | None = None,
     app.state.service = service
     app.add_middleware(UploadGuard, max_concurrent_uploads=settings.max_concurrent_uploads,
                        body_idle_timeout=settings.body_idle_timeout, body_min_rate=settings.body_min_rate)
+    tus.install(app, settings, service, partials)  # before auth: auth wraps tus's version check
+    app.state.tus.handover = handover
     if settings.tokens:
         app.add_middleware(BearerAuth, tokens=settings.tokens)
-    tus.install(app, settings, service, partials)  # after auth: its middleware goes outside
-    app.state.tus.handover = handover
+    tus.install_edge(app, settings)  # after auth: tus headers and CORS preflights wrap it
     operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
 

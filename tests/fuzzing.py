@@ -2,8 +2,8 @@
 parser (the oracle), and the invariants every answer must keep.
 
 Budgets: each fuzz test asks for `examples(n)`; `make test` runs the numbers as written
-(about 13,500 cases in all) and `make fuzz` multiplies them by INGEST_FUZZ_SCALE (100 by
-default: about 1,350,000 cases) for a long local campaign.
+(about 15,500 cases in all) and `make fuzz` multiplies them by INGEST_FUZZ_SCALE (100 by
+default: about 1,550,000 cases) for a long local campaign.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import email.policy
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from python_multipart.multipart import MultipartParser
@@ -24,6 +26,7 @@ from tests.inprocess import Answer, InProcessApp
 logging.getLogger("python_multipart").setLevel(logging.CRITICAL)
 
 FUZZ_SCALE = float(os.environ.get("INGEST_FUZZ_SCALE", "1"))
+BLOB_PATH = re.compile(r"files/[0-9a-f]{2}/[0-9a-f]{32}")
 
 
 def examples(count: int) -> settings:
@@ -146,3 +149,17 @@ def assert_store_empty(app: InProcessApp, *, on_disk: bool = False) -> None:
     assert listing["items"] == [], listing
     if on_disk:
         assert [p for p in (app.data_dir / "files").glob("*/*") if p.is_file()] == []
+
+
+def assert_only_ingest_paths(data_dir: Path) -> None:
+    """Whatever a client sent, the data dir holds only ingest's own names."""
+    for path in data_dir.rglob("*"):
+        relative = path.relative_to(data_dir).as_posix()
+        assert (relative in {"files", "tmp", "tus"} or relative.startswith("catalog.sqlite3")
+                or re.fullmatch(r"tus/[0-9a-f]{32}(\.bin|\.json|\.\d+\.new)", relative)
+                or re.fullmatch(r"files/[0-9a-f]{2}", relative) or BLOB_PATH.fullmatch(relative)), relative
+
+
+def assert_headers_clean(answer: Answer) -> None:
+    for name, value in answer.headers:
+        assert not any(ch in value for ch in "\r\n\x00"), (name, value)

@@ -16,6 +16,7 @@ import pytest
 
 from ingest.config import Settings
 from tests.conftest import app_client, sha256
+from tests.inprocess import InProcessApp
 
 pytestmark = pytest.mark.anyio
 
@@ -118,14 +119,23 @@ async def test_creation_answers_201_with_an_absolute_location_under_files(client
     ({"upload-length": "5", "upload-metadata": f"filename {b64('dir/')}"}, 400, "invalid_filename"),
     ({"upload-length": "5", "upload-concat": "middle"}, 400, "invalid_request"),
     ({"upload-length": "5", "upload-concat": "final;/files/x"}, 400, "invalid_request"),
+    ({"upload-length": "5", "upload-concat": "partial;"}, 400, "invalid_request"),
+    ({"upload-length": "5", "upload-metadata": "note QUJD="}, 400, "invalid_request"),
+    ({"upload-length": "5", "upload-metadata": "no\x7fte QUJD"}, 400, "invalid_request"),
+    ({"upload-length": "9" * 5000}, 400, "invalid_request"),
+    ({"upload-length": "5", "content-type": "application/offset+octet-stream", "upload-checksum": "sha1 !!"},
+     400, "invalid_request"),
 ], ids=["no-length", "length-and-defer", "defer-not-1", "negative", "not-a-number", "over-max",
         "bad-base64", "key-with-space", "repeated-key", "control-char-name", "empty-name",
-        "bad-concat", "final-with-length"])
-async def test_bad_creation_requests_are_refused(client: httpx.AsyncClient, headers: dict[str, str],
-                                                 status: int, code: str) -> None:
-    response = await client.post("/files/", headers={**TUS, **headers})
+        "bad-concat", "final-with-length", "partial-with-parts", "padding-after-a-full-quantum",
+        "control-char-key", "5000-digits", "malformed-checksum"])
+async def test_bad_creation_requests_are_refused_and_create_nothing(
+        client: httpx.AsyncClient, settings: Settings, headers: dict[str, str], status: int, code: str) -> None:
+    response = await client.post("/files/", content=b"abc", headers={**TUS, **headers})
     assert (response.status_code, response.json()["error"]) == (status, code)
     assert response.headers["tus-resumable"] == "1.0.0"
+    assert "location" not in response.headers  # every header is checked before anything exists
+    assert list((settings.data_dir / "tus").iterdir()) == []
 
 
 async def test_a_finished_upload_is_an_ordinary_stored_file_named_by_its_metadata(
@@ -186,6 +196,31 @@ async def test_deferred_length_is_announced_then_given_by_a_patch(client: httpx.
     assert (await patch(client, url, 5, b"", upload_length="6")).status_code == 400  # length is fixed
     [item] = await stored_items(client)
     assert item["sha256"] == sha256(b"abcde")
+
+
+# Python's isdigit() is true for "²" (which int() refuses), and b64decode raises a bare
+# ValueError for non-ASCII text: values a client can send as Latin-1 bytes.
+@pytest.mark.parametrize(("header", "value"), [
+    ("upload-length", b"\xb2"), ("upload-offset", b"\xb2"), ("upload-offset", b"9" * 5000),
+    ("upload-metadata", b"filename \xe9QQ=="), ("upload-checksum", b"sha1 \xe9" * 4),
+], ids=["superscript-length", "superscript-offset", "5000-digit-offset", "non-ascii-metadata",
+        "non-ascii-checksum"])
+async def test_non_ascii_or_overlong_numbers_and_base64_answer_400(
+        client: httpx.AsyncClient, header: str, value: bytes) -> None:
+    url = await create(client, 10)
+    headers: dict[str, str | bytes] = {**OCTETS, "upload-offset": "0", "upload-length": "10", header: value}
+    method = "POST" if header in {"upload-length", "upload-metadata"} else "PATCH"
+    response = await client.request(method, "/files/" if method == "POST" else url, content=b"abc", headers=headers)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert await offset_of(client, url) == 0
+
+
+async def test_metadata_keys_may_hold_any_visible_ascii_but_spaces_and_commas(client: httpx.AsyncClient) -> None:
+    metadata = f"x:y {b64('1')},a=b {b64('2')},(k) {b64('3')}"
+    response = await client.post("/files/", headers={**TUS, "upload-length": "1", "upload-metadata": metadata})
+    assert response.status_code == 201, response.text
+    head = await client.head(response.headers["location"], headers=TUS)
+    assert head.headers["upload-metadata"] == metadata
 
 
 # --- HEAD and PATCH --------------------------------------------------------------------------
@@ -383,6 +418,34 @@ async def test_a_patch_with_a_checksum_cut_short_is_discarded_whole(client: http
     assert await offset_of(client, url) == 0
 
 
+def test_the_last_byte_arriving_before_a_disconnect_still_stores_the_upload(settings: Settings) -> None:
+    """HEAD then says offset == length, which every tus client takes for done: the file must
+    be stored by then, not left to expire."""
+    with InProcessApp(settings) as app:
+        created = app.request("POST", "/files/", headers=[(b"tus-resumable", b"1.0.0"), (b"upload-length", b"5")])
+        url = (created.header("location") or "").removeprefix("http://testserver")
+        answer = app.request("PATCH", url, chunks=[b"ab", b"cde"], disconnect=True, headers=[
+            (b"tus-resumable", b"1.0.0"), (b"content-type", b"application/offset+octet-stream"),
+            (b"upload-offset", b"0")])
+        assert (answer.status, answer.json()["error"]) == (400, "client_disconnected")
+        [item] = app.request("GET", "/uploads").json()["items"]
+        assert (item["size"], item["sha256"]) == (5, sha256(b"abcde"))
+        head = app.request("HEAD", url, headers=[(b"tus-resumable", b"1.0.0")])
+        assert (head.header("upload-offset"), head.header("ingest-file-id")) == ("5", item["id"])
+
+
+async def test_a_deferred_length_equal_to_the_bytes_held_is_stored_by_the_next_head(
+        client: httpx.AsyncClient) -> None:
+    url = await create(client, None)
+    assert (await patch(client, url, 0, b"abc")).status_code == 204
+    # The length is declared, then the offset is found wrong: the upload is whole nonetheless.
+    assert (await patch(client, url, 7, b"", upload_length="3")).status_code == 409
+    head = await client.head(url, headers=TUS)
+    assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("3", "3")
+    [item] = await stored_items(client)
+    assert (head.headers["ingest-file-id"], item["sha256"]) == (item["id"], sha256(b"abc"))
+
+
 # --- concatenation ---------------------------------------------------------------------------
 
 async def test_four_partial_uploads_sent_in_parallel_concatenate_into_one_file(
@@ -419,6 +482,15 @@ async def test_four_partial_uploads_sent_in_parallel_concatenate_into_one_file(
         response.headers["location"].rsplit("/", 1)[1] + ".json"]
 
 
+async def test_a_final_upload_naming_a_part_twice_is_refused_and_the_part_is_kept(client: httpx.AsyncClient) -> None:
+    url = await create(client, 3, extra={"upload-concat": "partial"})
+    assert (await patch(client, url, 0, b"abc")).status_code == 204
+    with anyio.fail_after(10):  # holding the part's lock twice used to wait for itself forever
+        response = await client.post("/files/", headers={**TUS, "upload-concat": f"final;{url} {url}"})
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert await offset_of(client, url) == 3
+
+
 async def test_concatenating_an_unfinished_partial_upload_is_refused(client: httpx.AsyncClient) -> None:
     url = await create(client, 10, extra={"upload-concat": "partial"})
     response = await client.post("/files/", headers={**TUS, "upload-concat": f"final;{url}"})
@@ -450,6 +522,29 @@ async def test_cors_exposes_the_tus_headers_and_preflight_needs_no_token(tmp_pat
         other = await client.options("/files/", headers={
             "origin": "https://evil.example", "access-control-request-method": "POST"})
         assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD", "PATCH", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("version", [None, "0.2.2", "1.0.0"])
+async def test_without_a_token_every_tus_request_gets_401_whatever_its_version(
+        tmp_path: Path, method: str, version: str | None) -> None:
+    settings = Settings(data_dir=tmp_path / "data", fsync=False, tokens=("secret",))
+    async with app_client(settings) as client:
+        created = await client.post("/files/", headers={**TUS, "upload-length": "3",
+                                                        "authorization": "Bearer secret"})
+        url = created.headers["location"] if method != "POST" else "/files/"
+        headers = {"upload-length": "3", "upload-offset": "0", "content-type": "application/offset+octet-stream",
+                   **({"tus-resumable": version} if version else {})}
+        refused = await client.request(method, url, headers=headers, content=b"abc")
+        assert refused.status_code == 401
+        assert refused.headers["tus-resumable"] == "1.0.0"  # tus clients read it on every answer
+        assert refused.headers["www-authenticate"] == 'Bearer realm="ingest"'
+        # With the token, the protocol's own answers come back.
+        allowed = await client.request(method, url, headers={**headers, "authorization": "Bearer secret"},
+                                       content=b"abc")
+        expected = 204 if method == "OPTIONS" else 412 if version != "1.0.0" else {
+            "POST": 201, "HEAD": 200, "PATCH": 204, "DELETE": 204}[method]
+        assert allowed.status_code == expected
 
 
 async def test_method_override_lets_a_post_act_as_patch(client: httpx.AsyncClient) -> None:

@@ -1,7 +1,8 @@
 """Resumable uploads: the tus 1.0.0 protocol (https://tus.io/protocols/resumable-upload).
 
-`install` is all the composition root needs besides picking the partial-upload store: it
-builds the service, the routes under `/files/`, and the middleware (tus headers, CORS).
+`install` and `install_edge` are all the composition root needs besides picking the
+partial-upload store: the service, the routes under `/files/` and the version check go inside
+auth; the tus headers, the method override and CORS go outside it.
 """
 
 from __future__ import annotations
@@ -14,21 +15,30 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ingest.config import Settings
 from ingest.storage.base import ResumableStorage
-from ingest.tus.http import EXPOSED_HEADERS, METHODS, REQUEST_HEADERS, TusProtocol, routes
+from ingest.tus.http import EXPOSED_HEADERS, METHODS, REQUEST_HEADERS, TusHeaders, TusVersion, routes
 from ingest.tus.service import TusService
 from ingest.uploads import UploadService
 
 log = logging.getLogger("ingest.tus")
 
-__all__ = ["TusService", "install", "sweep_periodically"]
+__all__ = ["TusService", "install", "install_edge", "sweep_periodically"]
 
 
 def install(app: Starlette, settings: Settings, uploads: UploadService, partials: ResumableStorage) -> None:
-    """Add the tus endpoint. Call after any auth middleware, so that CORS preflights (answered
-    by the outermost CORS middleware) need no token and every 401 still carries tus headers."""
+    """Add the tus endpoint and its version check (412). Call before adding auth middleware,
+    so that auth wraps the check: without a valid token, the answer is 401 whatever the
+    request's Tus-Resumable says."""
     app.state.tus = TusService(settings, uploads, partials)
     app.router.routes.extend(routes())
-    app.add_middleware(TusProtocol)
+    app.add_middleware(TusVersion)
+
+
+def install_edge(app: Starlette, settings: Settings) -> None:
+    """Add what must wrap auth: Tus-Resumable on every answer (401s included), the method
+    override, and CORS. A CORS preflight carries no Authorization header (Fetch standard,
+    CORS-preflight request), so the outermost CORS middleware answers it before auth; any
+    other OPTIONS, tus discovery included, needs the token like every other request."""
+    app.add_middleware(TusHeaders)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins),

@@ -2,7 +2,8 @@
 
 Spec: https://tus.io/protocols/resumable-upload. Handlers translate headers to `TusService`
 calls and back; errors are `IngestError`s, answered as JSON by the app's one handler, and the
-middleware below puts `Tus-Resumable` on every answer, 401s and 412s included.
+middleware below puts `Tus-Resumable` on every answer, 401s and 412s included, and
+answers 412 to another protocol version once auth has let the request in.
 """
 
 from __future__ import annotations
@@ -103,11 +104,13 @@ async def _create(request: Request) -> Response:
         raise InvalidRequest("Upload-Defer-Length must be 1")
     if (length is None) == (defer is None):
         raise InvalidRequest("send exactly one of Upload-Length and Upload-Defer-Length: 1")
+    with_upload = _media_type(request) == OFFSET_CONTENT_TYPE  # creation-with-upload
+    # Every header is checked before the upload exists: a refused request leaves nothing.
+    checksum = parse_checksum(request.headers.get("upload-checksum")) if with_upload else None
     upload = await tus.create(length=length, metadata=metadata, partial=concat is not None)
-    if _media_type(request) == OFFSET_CONTENT_TYPE:  # creation-with-upload
+    if with_upload:
         try:
-            upload = await tus.write(upload.upload_id, offset=0, body=_body(request),
-                                     checksum=parse_checksum(request.headers.get("upload-checksum")))
+            upload = await tus.write(upload.upload_id, offset=0, body=_body(request), checksum=checksum)
         except IngestError as error:
             # The upload exists whatever happened to its first bytes: say where, so the
             # client can resume there instead of starting over.
@@ -174,16 +177,20 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         raise ClientDisconnected("the client closed the connection before the body ended") from None
 
 
-class TusProtocol:
-    """For `/files` paths: `Tus-Resumable` on every answer, 412 for another protocol version,
-    and `X-HTTP-Method-Override` for clients behind proxies that only pass GET and POST."""
+def _is_tus_path(scope: Scope) -> bool:
+    path = scope.get("path", "")
+    return bool(scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")))
+
+
+class TusHeaders:
+    """For `/files` paths, outside auth: `Tus-Resumable` on every answer (401s included), and
+    `X-HTTP-Method-Override` for clients behind proxies that only pass GET and POST."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+        if not _is_tus_path(scope):
             await self.app(scope, receive, send)
             return
 
@@ -192,16 +199,25 @@ class TusProtocol:
                 message["headers"] = [*message.get("headers", []), (b"tus-resumable", TUS_VERSION.encode())]
             await send(message)
 
-        headers = dict(scope["headers"])
-        override = headers.get(b"x-http-method-override", b"").decode("latin-1").upper()
+        override = dict(scope["headers"]).get(b"x-http-method-override", b"").decode("latin-1").upper()
         if override in METHODS and scope["method"] == "POST":
             scope = {**scope, "method": override}
-        version = headers.get(b"tus-resumable", b"").decode("latin-1")
-        if scope["method"] != "OPTIONS" and version != TUS_VERSION:
-            error = UnsupportedTusVersion(
-                f"this server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}",
-                headers={"tus-version": TUS_VERSION})
-            response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
-            await response(scope, receive, send_with_version)
-            return
         await self.app(scope, receive, send_with_version)
+
+
+class TusVersion:
+    """For `/files` paths, inside auth (so that nothing answers a client without a token but a
+    401): 412 for a request that does not speak this protocol version (OPTIONS need not say)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_tus_path(scope) or scope["method"] == "OPTIONS" or (
+                dict(scope["headers"]).get(b"tus-resumable", b"").decode("latin-1") == TUS_VERSION):
+            await self.app(scope, receive, send)
+            return
+        error = UnsupportedTusVersion(f"this server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}",
+                                      headers={"tus-version": TUS_VERSION})
+        response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
+        await response(scope, receive, send)

@@ -126,6 +126,10 @@ class TusService:
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
         """Creation of a final upload: the complete partial uploads, in order, as one file."""
         filename, content_type = _name_and_type(metadata, "upload")
+        if len(set(part_ids)) < len(part_ids):
+            # Refused rather than read twice: the parts are deleted once concatenated, and a
+            # second hold of a lock this request already holds would wait for itself forever.
+            raise InvalidRequest("Upload-Concat names a partial upload more than once")
         async with contextlib.AsyncExitStack() as stack:
             parts = []
             for part_id in part_ids:
@@ -171,7 +175,9 @@ class TusService:
         async with self.locks.hold(upload_id):
             if self.handover is not None:  # the same across nodes
                 await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
-            return await self._load(upload_id)
+            upload = await self._load(upload_id)
+            await self._commit_if_whole(upload)
+            return upload
 
     async def _load(self, upload_id: str) -> TusUpload:
         try:
@@ -196,14 +202,19 @@ class TusService:
             if offset != upload.offset:
                 raise OffsetMismatch(f"Upload-Offset is {offset}, the upload holds {upload.offset} bytes",
                                      headers={"upload-offset": str(upload.offset)})
-            if upload.file_id is None and not upload.complete:
-                await self._append(upload, holder.body_scope, body, checksum)
-            else:
-                async for chunk in body:
-                    if chunk:
-                        raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
-            if upload.complete and upload.file_id is None and upload.concat is None:
-                await self._commit(upload, await self._upload_hash(upload))
+            failure: IngestError | None = None
+            try:
+                if upload.file_id is None and not upload.complete:
+                    await self._append(upload, holder.body_scope, body, checksum)
+                else:
+                    async for chunk in body:
+                        if chunk:
+                            raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
+            except IngestError as error:
+                failure = error  # raised once the upload is committed, if it is whole
+            await self._commit_if_whole(upload)
+            if failure is not None:
+                raise failure
             if holder.superseded:
                 raise UploadSuperseded("a newer request for this upload took over")
             return upload
@@ -315,6 +326,15 @@ class TusService:
             return hasher
 
         return await anyio.to_thread.run_sync(rehash)
+
+    async def _commit_if_whole(self, upload: TusUpload) -> None:
+        """Commit an upload that holds all its bytes but is not stored yet: its last PATCH
+        failed after the last byte (the client went away before the end of the request), a
+        PATCH declared a length equal to the bytes held, or the process died in between.
+        HEAD then answers offset == length and every tus client takes the upload as done,
+        so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
+        if upload.complete and upload.file_id is None and upload.concat is None:
+            await self._commit(upload, await self._upload_hash(upload))
 
     async def _commit(self, upload: TusUpload, upload_hash: Any) -> None:
         """All bytes are in: make them an ordinary stored file through the upload service."""
