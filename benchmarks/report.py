@@ -101,7 +101,7 @@ def _table(group: list[Row], *, stall: bool, ratios: tuple[tuple[str, str], ...]
             extras = [run["extra"] for run in row.ok_runs]
             median_of = row.median_extra
             refused = sum(e.get("adversarial_outcome") == "refused" for e in extras)
-            fate = (f"refused (4xx) after {_number(median_of('adversarial_seconds'))} s" if refused == len(extras)
+            fate = (f"refused (4xx) after {_number(median_of('adversarial_seconds'), 2)} s" if refused == len(extras)
                     else f"stored at {_number(median_of('adversarial_mb_s'))} MB/s" if not refused
                     else f"refused in {refused} of {len(extras)} runs")
             lines.append(f"| `{row.contender}` | {_number(median_of('normal_alone_mb_s'))} | "
