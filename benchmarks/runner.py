@@ -6,10 +6,12 @@ sha256; otherwise it is recorded as failed and left out of every median.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,14 +66,27 @@ class Run:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def _scratch(run: Run, workroot: Path) -> Iterator[Path]:
+    """A fresh work dir for one run, removed afterwards; a failure to start or to talk to the
+    contender is recorded in the run, which is then invalid."""
+    workdir = workroot / f"{run.contender}-{run.scenario}-{run.repetition}-{os.getpid()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    try:
+        yield workdir
+    except (ServerFailed, OSError, subprocess.SubprocessError) as error:
+        run.error = f"{type(error).__name__}: {error}"
+        run.ok = False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repetition: int, client: Client,
             workroot: Path) -> Run:
     run = Run(contender.name, scenario, uploads[0].stored_size, len(uploads), repetition, client,
               load_average=load_average())
-    workdir = workroot / f"{contender.name}-{scenario}-{repetition}-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    try:
+    with _scratch(run, workroot) as workdir:
         if contender.is_server:
             with running(contender, workdir) as (process, port):
                 before = procstat.tree_usage(process.pid)
@@ -83,10 +98,6 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
         _record(run, seconds, usage, uploads)
         run.error = "; ".join(failures) or _check_stored(contender, uploads, workdir)
         run.ok = run.error is None
-    except (ServerFailed, OSError, subprocess.SubprocessError) as error:
-        run.error = f"{type(error).__name__}: {error}"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return run
 
 
@@ -129,11 +140,8 @@ def measure_stall(contender: Contender, normal: list[Upload], adversarial: Uploa
     """
     run = Run(contender.name, "adversarial-stall", normal[0].stored_size, len(normal), repetition, client,
               load_average=load_average())
-    workdir = workroot / f"{contender.name}-stall-{repetition}-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
     normal_bytes = sum(upload.stored_size for upload in normal)
-    try:
+    with _scratch(run, workroot) as workdir:
         with running(contender, workdir) as (process, port):
             before = procstat.tree_usage(process.pid)
             alone, _, outcomes = _send(contender, normal, port, client, workdir)
@@ -158,10 +166,6 @@ def measure_stall(contender: Contender, normal: list[Upload], adversarial: Uploa
         run.throughput_mb_s = run.extra["normal_with_adversarial_mb_s"]
         run.error = "; ".join(failures) or _check_stored(contender, stored, workdir)
         run.ok = run.error is None
-    except (ServerFailed, OSError, subprocess.SubprocessError) as error:
-        run.error = f"{type(error).__name__}: {error}"
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return run
 
 
