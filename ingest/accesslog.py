@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.body import RequestBody
 from ingest.context import (
     RequestContext,
     new_request_id,
@@ -61,16 +62,10 @@ class AccessLog:
             forwarded_headers={name.decode("latin-1"): value.decode("latin-1")
                                for name, value in scope["headers"] if name in self.forward_headers})
         started = time.perf_counter()
-        bytes_in = bytes_out = 0
+        body = RequestBody.of(scope, receive)  # the one count of body bytes (ingest/body.py)
+        bytes_out = 0
         status: int | None = None
         error_body = bytearray()
-
-        async def counting_receive() -> Message:
-            nonlocal bytes_in
-            message = await receive()
-            if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
-            return message
 
         async def counting_send(message: Message) -> None:
             nonlocal status, bytes_out
@@ -86,7 +81,7 @@ class AccessLog:
 
         token = set_current_request(context)
         try:
-            await self.app(scope, counting_receive, counting_send)
+            await self.app(scope, body.receive, counting_send)
         finally:
             reset_current_request(token)
             outcome = "disconnected" if status is None else "ok" if status < 400 else "error"
@@ -94,7 +89,7 @@ class AccessLog:
             if self.requests is not None:
                 self.requests.labels(context.protocol, outcome, error or "").inc()
             if self.enabled:
-                self._log(scope, context, status, bytes_in, bytes_out,
+                self._log(scope, context, status, body.received, bytes_out,
                           time.perf_counter() - started, outcome, error)
 
     def _log(self, scope: Scope, context: RequestContext, status: int | None, bytes_in: int,

@@ -18,19 +18,19 @@ import anyio
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import browser, openapi, operations, tus
+from ingest.body import RequestBody
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.digests import sha256_from_content_digest
 from ingest.downloads import file_response
 from ingest.errors import (
-    ClientDisconnected,
     IngestError,
     InvalidRequest,
     LengthRequired,
@@ -136,7 +136,7 @@ def _storage(settings: Settings) -> Storage:
                          max_file_size=settings.max_file_size)
     if settings.storage != "local":
         raise ValueError(f"INGEST_STORAGE: unknown storage {settings.storage!r} (local or s3)")
-    storage = LocalStorage(settings.data_dir, fsync=settings.fsync)
+    storage = LocalStorage(settings.data_dir, fsync=settings.fsync, write_behind=settings.write_behind)
     storage.prepare()
     return storage
 
@@ -267,8 +267,8 @@ async def get_content(request: Request) -> Response:
 
 # --- request and response helpers ---------------------------------------------------------
 
-async def request_body(request: Request) -> AsyncIterator[bytes]:
-    """The body as it arrives, bounded by max_request_size (413 early from Content-Length)."""
+def request_body(request: Request) -> RequestBody:
+    """The body, bounded by max_request_size (413 early from Content-Length)."""
     limit = request.app.state.settings.max_request_size
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -278,16 +278,9 @@ async def request_body(request: Request) -> AsyncIterator[bytes]:
             raise RequestTooLarge(f"the body of {declared} bytes exceeds the limit of {limit} bytes")
     elif "chunked" not in request.headers.get("transfer-encoding", "").lower():
         raise LengthRequired("send Content-Length or a chunked body")
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise RequestTooLarge(f"the body exceeds the limit of {limit} bytes")
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise ClientDisconnected("the client closed the connection before the body ended") from None
+    body = RequestBody.of(request.scope, request.receive)
+    body.limit(limit)
+    return body
 
 
 def _created(request: Request, stored: list[StoredFile],

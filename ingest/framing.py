@@ -85,11 +85,25 @@ class MultipartFraming:
         self._opening_size = len(self._dash_boundary) + len(_CRLF)
         self._opening_missing = 0  # body bytes still to add to the held block
         self.parts_seen = 0
+        self.body_bytes = 0  # bytes classified as part bodies so far (all parts)
 
     @property
     def complete(self) -> bool:
         """True once the closing delimiter has been seen."""
         return self._state == self._DONE
+
+    def passthrough(self, chunk: bytes) -> bool:
+        """True when `chunk` is wholly body of the current part: it holds no delimiter, and
+        nothing before it or at its end may start one. Such a chunk changes nothing here or in
+        the parser; the caller hands it on to the part's sink itself (see multipart.py).
+        Two searches at C speed, and no state changes: the fast path for almost every chunk.
+        """
+        if (self._state != self._BODY or self._carry or self._pending is not None
+                or chunk.find(self._delimiter) >= 0):
+            return False
+        # A delimiter starts with CR and holds no other: only the last CR may start one.
+        last_cr = chunk.rfind(b"\r", max(0, len(chunk) - len(self._delimiter) + 1))
+        return last_cr < 0 or not self._delimiter.startswith(chunk[last_cr:])
 
     def feed(self, chunk: bytes) -> Iterator[Segment]:
         """Split `chunk` into the segments to feed the parser, in order.
@@ -206,18 +220,22 @@ class MultipartFraming:
             found = window.find(self._delimiter, search_from)
             if found < 0:
                 self._carry = _possible_delimiter_start(window, self._delimiter)
+                self.body_bytes += len(window) - len(self._carry)
                 return len(chunk)
             after = found + len(self._delimiter)
             if len(window) < after + 2:
                 self._carry = window[found:]
+                self.body_bytes += found
                 return len(chunk)
             follows = window[after:after + 2]
             if follows == _CRLF:
                 self._carry = b""
+                self.body_bytes += found
                 self._begin_part()
                 return after + 2 + offset
             if follows == b"--":
                 self._carry = b""
+                self.body_bytes += found
                 self._state = self._DONE
                 return after + 2 + offset
             search_from = found + 1  # "--boundaryX": data that only looks like a boundary

@@ -4,7 +4,7 @@
 body (POST, PUT, PATCH):
 - at most `max_concurrent_uploads` at once per process; beyond it the request is answered
   503 `too_many_uploads` with `Retry-After` (RFC 9110 §10.2.3) before its body is read;
-- every wait for the next body chunk is bounded by `body_idle_timeout`: a client that stops
+- every wait for the next body chunk is bounded by `body_idle_timeout` (ingest/body.py): a client that stops
   sending (or one that vanished without a FIN) gets 408 `request_timeout`, and the upload's
   temporary files are discarded by the protocol module's usual error path;
 - once a body has lasted `body_idle_timeout`, it must average `body_min_rate` bytes/s since
@@ -18,13 +18,12 @@ code runs.
 from __future__ import annotations
 
 import math
-import time
 
-import anyio
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest.errors import RequestTimeout, TooManyUploads
+from ingest.body import RequestBody
+from ingest.errors import TooManyUploads
 
 UPLOAD_METHODS = frozenset({"POST", "PUT", "PATCH"})
 RETRY_AFTER_SECONDS = 1
@@ -51,36 +50,10 @@ class UploadGuard:
             await response(scope, receive, send)
             return
         self.active_uploads += 1
+        body = RequestBody.of(scope, receive)
+        body.bound(idle_timeout=self._idle_timeout, min_rate=self._min_rate)
         try:
-            await self.app(scope, self._bounded(receive), send)
+            await self.app(scope, body.receive, send)
         finally:
+            body.unbind()
             self.active_uploads -= 1
-
-    def _bounded(self, receive: Receive) -> Receive:
-        idle_timeout, min_rate = self._idle_timeout, self._min_rate
-        started = time.monotonic()
-        received = 0
-
-        async def receive_within_limits() -> Message:
-            nonlocal received
-            now = time.monotonic()
-            wait = idle_timeout
-            if min_rate:
-                # The moment the average would fall below min_rate if nothing more arrived.
-                too_slow_at = started + max(idle_timeout, received / min_rate)
-                wait = min(wait, max(0.0, too_slow_at - now))
-            message: Message | None = None
-            with anyio.move_on_after(wait):
-                message = await receive()
-            if message is None:
-                if wait < idle_timeout:
-                    raise RequestTimeout(
-                        f"the request body arrived slower than {min_rate} bytes/s "
-                        f"({received} bytes in {time.monotonic() - started:.0f} seconds)",
-                        headers={"connection": "close"})
-                raise RequestTimeout(f"the request body sent nothing for {idle_timeout:g} seconds",
-                                     headers={"connection": "close"})
-            received += len(message.get("body", b""))
-            return message
-
-        return receive_within_limits

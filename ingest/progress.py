@@ -7,8 +7,8 @@ received, expected total from Content-Length, files finished, rate) at most ever
 ends with one `complete` event (the 201 body: ids and sha256) or one `failed` event (the
 error body and status). See https://html.spec.whatwg.org/multipage/server-sent-events.html.
 
-The hot path is one integer addition per body chunk, in `ProgressMiddleware`; the stream
-reads that counter on its own clock. Progress lives in the process that receives the upload:
+The hot path adds nothing per body chunk: the stream reads the request body's own byte count
+(ingest/body.py) on its own clock. Progress lives in the process that receives the upload:
 with several workers, the stream must reach the same process (one worker, or a proxy with
 sticky routing on the token).
 """
@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.body import RequestBody
 from ingest.context import RequestContext, current_request
 from ingest.errors import InvalidRequest
 
@@ -48,16 +49,20 @@ class Channel:
     token: str
     created: float = field(default_factory=time.monotonic)
     attached: bool = False
-    received: int = 0
     expected: int | None = None
-    first_byte: float | None = None
+    body: RequestBody | None = None  # the upload's body, whose count is read on our own clock
     request: RequestContext | None = None
     result: dict[str, Any] | None = None
     ended_at: float | None = None
     ended: anyio.Event = field(default_factory=anyio.Event)
 
+    @property
+    def received(self) -> int:
+        return self.body.received if self.body is not None else 0
+
     def snapshot(self) -> dict[str, Any]:
-        elapsed = time.monotonic() - self.first_byte if self.first_byte else 0.0
+        first_byte = self.body.first_byte_at if self.body is not None else None
+        elapsed = time.monotonic() - first_byte if first_byte else 0.0
         return {"received": self.received, "expected": self.expected,
                 "files_finished": self.request.files_received if self.request else 0,
                 "rate": round(self.received / elapsed) if elapsed > 0 else 0}
@@ -149,16 +154,9 @@ class ProgressMiddleware:
             return
         channel.request = current_request()
         channel.expected = _content_length(scope)
+        channel.body = RequestBody.of(scope, receive)
         status = 500
         answer = bytearray()
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                if channel.first_byte is None:
-                    channel.first_byte = time.monotonic()
-                channel.received += len(message.get("body", b""))
-            return message
 
         async def keeping_send(message: Message) -> None:
             nonlocal status
@@ -172,7 +170,7 @@ class ProgressMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, keeping_send)
+            await self.app(scope, channel.body.receive, keeping_send)
         finally:
             if channel.ended_at is None:
                 channel.end(499, json.dumps({"error": "client_disconnected",

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
+from ingest.body import RequestBody
 from ingest.uploads import IncomingFile, UploadService
 
 
-async def receive_raw(body: AsyncIterator[bytes], service: UploadService, *, filename: str,
+async def receive_raw(body: RequestBody, service: UploadService, *, filename: str,
                       content_type: str, expected_sha256: str | None) -> IncomingFile:
     """Stream the body into a new sink; on any failure its temp file is discarded."""
     incoming = await service.new_file(filename=filename, content_type=content_type,
                                       expected_sha256=expected_sha256)
+    sink, read = incoming.sink, body.read
     try:
-        async for chunk in body:
-            await incoming.sink.write(chunk)
+        while chunk := await read():
+            if sink.add(chunk):
+                await sink.flush()
         await service.finish(incoming)
     except BaseException:
         await service.discard([incoming])

@@ -1,4 +1,7 @@
-"""BlobSink: one file on its way into storage, counted, limited and hashed as it streams.
+"""BlobSink: the one sink every protocol writes through: counted, limited, hashed, written.
+
+Multipart files, raw bodies and tus PATCH bodies all go through it, so every byte is
+hashed on the same lane that writes it, whatever brought it.
 
 The event loop only gathers chunks into a block (1 MiB by default): large `bytes` chunks by
 reference, small ones copied together, so the body is not copied on the loop. Full blocks go to
@@ -20,16 +23,16 @@ import errno
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
-from ingest.storage.base import BlobWriter, RecordsDigest
+from ingest.storage.base import BlobWriter, PartialWriter, RecordsDigest
 
 _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
@@ -38,7 +41,15 @@ BY_REFERENCE = 64 * 1024  # chunks at least this big join a block by reference, 
 
 # One block: the chunks gathered for one hash-and-write step, in order.
 Block = list[bytes | bytearray]
-Item = TypeVar("Item")  # what one lane's work takes: a Block here, a bytearray for tus
+Item = TypeVar("Item")  # what one lane's work takes
+
+
+class Hash(Protocol):
+    """What the sink needs of a hashlib object."""
+
+    def update(self, data: bytes | bytearray, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -50,67 +61,103 @@ class Received:
 
 
 class BlobSink:
-    def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int,
-                 on_block: Callable[[int], object] | None = None) -> None:
+    """Counts, limits, hashes and writes one stream of bytes: an upload's file, or one PATCH
+    of a resumable upload (`hashes` then continue the upload's SHA-256 and the chunk's
+    checksum, and `overflow` names the error for a body past the upload's declared length).
+
+    The chunk path is `add` (synchronous: count, limit, append); only when it says the block
+    is full does the caller `await flush()`. `write` does both, for callers that don't mind.
+    """
+
+    def __init__(self, writer: BlobWriter | PartialWriter, *, max_size: int, block_size: int,
+                 on_block: Callable[[int], object] | None = None,
+                 hashes: Sequence[Hash] | None = None,
+                 overflow: Callable[[int], IngestError] | None = None) -> None:
         self._writer = writer
-        # Told the length of each block handed to the lanes: metrics and progress are
+        # Told the length of each block handed to the lane: metrics and progress are
         # updated per block, never per chunk, to keep the chunk path short.
         self._on_block = on_block
         self._max_size = max_size
         self._block_size = block_size
-        self._hasher = hashlib.sha256()
+        self._hashes = tuple(hashes) if hashes is not None else (hashlib.sha256(),)
+        self._overflow = overflow or _file_too_large
         self._block: Block = []
         self._block_bytes = 0
         self._lane: OrderedLane[Block] = OrderedLane(self._store)
         self.size = 0
 
-    async def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self._max_size:
-            raise FileTooLarge(f"file is larger than the limit of {self._max_size} bytes")
+    def add(self, chunk: bytes) -> bool:
+        """Take `chunk` into the current block; True when the block is full (await `flush`).
+
+        A chunk that would pass `max_size` is refused whole, and nothing of it is counted."""
+        size = self.size + len(chunk)
+        if size > self._max_size:
+            raise self._overflow(size - self._max_size)
+        self.size = size
         if len(chunk) >= BY_REFERENCE and type(chunk) is bytes:
-            # Kept by reference: `bytes` cannot change, so the lanes can hash and write it
+            # Kept by reference: `bytes` cannot change, so the lane can hash and write it
             # later without the event loop copying it first (a mutable buffer is copied).
             self._block.append(chunk)
-        elif self._block and isinstance(self._block[-1], bytearray):
+        elif self._block and type(self._block[-1]) is bytearray:
             self._block[-1] += chunk
         else:
             self._block.append(bytearray(chunk))
         self._block_bytes += len(chunk)
-        if self._block_bytes >= self._block_size:
-            await self._flush()
+        return self._block_bytes >= self._block_size
 
-    async def _flush(self) -> None:
+    async def write(self, chunk: bytes) -> None:
+        if self.add(chunk):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand the current block to the lane, waiting for room first. Cancelled while it
+        waits, the block stays here whole (counted, not yet hashed or written) for `drain`."""
+        if not self._block:
+            return
+        await self._lane.wait_for_room()
         block, self._block = self._block, []
         block_bytes, self._block_bytes = self._block_bytes, 0
-        if block:
-            await self._lane.submit(block)
-            if self._on_block is not None:
-                self._on_block(block_bytes)
+        self._lane.put(block)
+        if self._on_block is not None:
+            self._on_block(block_bytes)
+
+    async def drain(self) -> None:
+        """Hash and write every byte taken so far, and wait for it, even while cancelled."""
+        with anyio.CancelScope(shield=True):
+            await self.flush()
+            await self._lane.join()
 
     def _store(self, block: Block) -> None:
         """Worker thread: hash each piece, then write it while it is still in the CPU cache."""
-        update, write = self._hasher.update, self._writer.write
+        write = self._writer.write
         try:
-            for piece in block:
-                update(piece)
-                write(piece)
+            if len(self._hashes) == 1:
+                update = self._hashes[0].update
+                for piece in block:
+                    update(piece)
+                    write(piece)
+            else:
+                for piece in block:
+                    for hasher in self._hashes:
+                        hasher.update(piece)
+                    write(piece)
         except OSError as error:
             raise storage_error(error) from error
 
     async def finish(self) -> Received:
         """Write what is left and wait for it; the blob is complete but not yet committed."""
-        await self._flush()
+        await self.flush()
         await self._lane.join()
-        return Received(size=self.size, sha256=self._hasher.hexdigest())
+        return Received(size=self.size, sha256=self._hashes[0].hexdigest())
 
     async def commit(self, blob_id: str, *, sha256: str) -> None:
         """Make the blob visible as `blob_id`; `sha256` is kept beside the bytes by stores that
         can (S3 object metadata)."""
-        if isinstance(self._writer, RecordsDigest):
-            self._writer.record_sha256(sha256)
+        writer = cast(BlobWriter, self._writer)  # a sink over a PartialWriter is drained, never committed
+        if isinstance(writer, RecordsDigest):
+            writer.record_sha256(sha256)
         try:
-            await anyio.to_thread.run_sync(self._writer.commit, blob_id)
+            await anyio.to_thread.run_sync(writer.commit, blob_id)
         except OSError as error:
             raise storage_error(error) from error
 
@@ -121,7 +168,12 @@ class BlobSink:
             # A failed write is already being reported by whoever called abort.
             with contextlib.suppress(Exception):
                 await self._lane.join()
-            await anyio.to_thread.run_sync(self._writer.abort)
+            writer = cast(BlobWriter, self._writer)
+            await anyio.to_thread.run_sync(writer.abort)
+
+
+def _file_too_large(excess: int) -> IngestError:
+    return FileTooLarge(f"file is larger than the limit by {excess} bytes")
 
 
 class OrderedLane(Generic[Item]):
@@ -144,10 +196,18 @@ class OrderedLane(Generic[Item]):
         self._drained: Future[None] | None = None  # the latest burst
 
     async def submit(self, item: Item) -> None:
+        await self.wait_for_room()
+        self.put(item)
+
+    async def wait_for_room(self) -> None:
+        """Until fewer than LANE_DEPTH items wait; raises the error of a failed item."""
         self._raise_error()
         while len(self._queue) >= LANE_DEPTH:
             await self._wait()
             self._raise_error()
+
+    def put(self, item: Item) -> None:
+        """Queue `item` (after `wait_for_room`); starts a worker thread if none is running."""
         with self._lock:
             self._queue.append(item)
             start = not self._running

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from starlette.types import Message
 
+from ingest.body import RequestBody
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.errors import (
@@ -43,9 +45,14 @@ async def service(settings: Settings) -> AsyncIterator[UploadService]:
     await service.stop()
 
 
-async def _chunks(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
+def _chunks(chunks: Sequence[bytes]) -> RequestBody:
+    messages = iter([*({"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks),
+                     {"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> Message:
+        return next(messages)
+
+    return RequestBody(receive)
 
 
 async def receive(service: UploadService, chunks: Sequence[bytes],

@@ -33,7 +33,8 @@ def switch_hashing_off() -> None:
 
     def init_without_hashing(self: sink.BlobSink, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        self._hasher = _NoHash()  # type: ignore[assignment]
+        if kwargs.get("hashes") is None:  # a file's own SHA-256, not a tus upload's running hashes
+            self._hashes = (_NoHash(),)
 
     sink.BlobSink.__init__ = init_without_hashing  # type: ignore[method-assign]
 

@@ -13,16 +13,19 @@ import secrets
 import time
 from pathlib import Path
 
+from ingest.storage.write_behind import WriteBehind
+
 _BLOB_ID = re.compile(r"[0-9a-f]{32}")
 TEMP_SUFFIX = ".part"
 _INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
 
 
 class LocalStorage:
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, write_behind: int = 8 * 1024 * 1024) -> None:
         self.files_dir = root / "files"
         self.temp_dir = root / "tmp"
         self.fsync = fsync
+        self.write_behind = write_behind  # bytes per write-behind window; 0 = off (write_behind.py)
 
     def prepare(self) -> None:
         self.files_dir.mkdir(parents=True, exist_ok=True)
@@ -81,19 +84,24 @@ class LocalBlobWriter:
         self._storage = storage
         self.temp_path = temp_path
         self._fd: int | None = fd
+        self._behind = WriteBehind(fd, window=storage.write_behind)
 
     def write(self, block: bytes | bytearray) -> None:
         assert self._fd is not None, "write after commit or abort"
-        view = memoryview(block)
-        while view:
+        written = os.write(self._fd, block)
+        if written < len(block):
             # A short write is legal (signals, near-full disks): write the rest.
-            view = view[os.write(self._fd, view):]
+            view = memoryview(block)[written:]
+            while view:
+                view = view[os.write(self._fd, view):]
+        self._behind.advance(len(block))
 
     def commit(self, blob_id: str) -> None:
         assert self._fd is not None, "commit after commit or abort"
         final_path = self._storage.path_of(blob_id)
         if self._storage.fsync:
             os.fsync(self._fd)
+            self._behind.drop_written()
         self._close()
         final_path.parent.mkdir(exist_ok=True)
         os.replace(self.temp_path, final_path)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ingest.storage.base import PartialBusy
 from ingest.storage.local import LocalStorage, _fsync_dir
+from ingest.storage.write_behind import WriteBehind
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -84,7 +85,7 @@ class LocalPartials:
             os.close(fd)
             raise PartialBusy(upload_id) from None
         offset = os.lseek(fd, 0, os.SEEK_END)
-        return LocalPartialWriter(fd, offset, fsync=self._storage.fsync)
+        return LocalPartialWriter(fd, offset, fsync=self._storage.fsync, write_behind=self._storage.write_behind)
 
     def read_partial(self, upload_id: str, *, end: int, block_size: int) -> Iterator[bytes]:
         data_path, _ = self._paths(upload_id)
@@ -112,21 +113,24 @@ class LocalPartials:
 
 
 class LocalPartialWriter:
-    def __init__(self, fd: int, offset: int, *, fsync: bool) -> None:
+    def __init__(self, fd: int, offset: int, *, fsync: bool, write_behind: int = 0) -> None:
         self._fd: int | None = fd
         self.offset = offset
         self._fsync = fsync
+        self._behind = WriteBehind(fd, window=write_behind, start=offset)
 
     def write(self, block: bytes | bytearray) -> None:
         assert self._fd is not None, "write after close"
         view = memoryview(block)
         while view:
             view = view[os.write(self._fd, view):]
+        self._behind.advance(len(block))
 
     def rollback(self) -> None:
         assert self._fd is not None, "rollback after close"
         os.ftruncate(self._fd, self.offset)
         os.lseek(self._fd, self.offset, os.SEEK_SET)
+        self._behind.rewind(self.offset)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -135,6 +139,7 @@ class LocalPartialWriter:
         try:
             if self._fsync:
                 os.fsync(fd)
+                self._behind.drop_written()
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 

@@ -8,15 +8,13 @@ answers 412 to another protocol version once auth has let the request in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ingest.body import RequestBody
 from ingest.errors import (
-    ClientDisconnected,
     IngestError,
     InvalidRequest,
     UnsupportedMediaType,
@@ -168,13 +166,8 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise ClientDisconnected("the client closed the connection before the body ended") from None
+def _body(request: Request) -> RequestBody:
+    return RequestBody.of(request.scope, request.receive)
 
 
 def _is_tus_path(scope: Scope) -> bool:

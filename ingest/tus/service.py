@@ -8,17 +8,18 @@ in upload ids, offsets and byte streams.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from ingest.body import RequestBody
 from ingest.config import Settings
 from ingest.context import TUS, current_request
 from ingest.errors import (
@@ -38,7 +39,7 @@ from ingest.events import HookRejected, Upload
 from ingest.models import clean_filename, clean_media_type
 from ingest.sink import BlobSink, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
-from ingest.tus.appender import Appender
+from ingest.tus.hash_state import UploadHash
 from ingest.tus.headers import CHECKSUM_ALGORITHMS
 from ingest.tus.locks import RemoteHandOver, UploadLocks
 from ingest.uploads import IncomingFile, UploadService
@@ -60,6 +61,10 @@ class TusUpload:
     concat: str | None = None  # "partial" or "final"
     parts: list[str] = field(default_factory=list)
     file_id: str | None = None  # the stored file, once committed
+    # The running SHA-256 of the first `sha256_offset` bytes, saved (hash_state.py) so that any
+    # process can continue it; None where it cannot be saved.
+    sha256_state: str | None = None
+    sha256_offset: int = -1
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -92,7 +97,7 @@ class TusService:
         self._events: dict[str, Upload] = {}
         # SHA-256 of each upload's stored prefix, keyed by its length, while this process lives;
         # after a restart (or a PATCH served by another worker) it is rebuilt from the bytes.
-        self._hashers: dict[str, tuple[int, Any]] = {}
+        self._hashers: dict[str, tuple[int, UploadHash]] = {}
 
     # --- creation ---------------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class TusService:
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
-                await self._commit(upload, hashlib.sha256())
+                await self._commit(upload, UploadHash())
         return upload
 
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
@@ -191,7 +196,7 @@ class TusService:
 
     # --- writing ----------------------------------------------------------------------------
 
-    async def write(self, upload_id: str, *, offset: int, body: AsyncIterator[bytes],
+    async def write(self, upload_id: str, *, offset: int, body: RequestBody,
                     checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
         async with self.locks.hold(upload_id) as holder:
             upload = await self._load(upload_id)
@@ -207,9 +212,8 @@ class TusService:
                 if upload.file_id is None and not upload.complete:
                     await self._append(upload, holder.body_scope, body, checksum)
                 else:
-                    async for chunk in body:
-                        if chunk:
-                            raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
+                    if await body.read():
+                        raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
             except IngestError as error:
                 failure = error  # raised once the upload is committed, if it is whole
             await self._commit_if_whole(upload)
@@ -232,7 +236,7 @@ class TusService:
         await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
 
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
-                      body: AsyncIterator[bytes], checksum: tuple[str, bytes] | None) -> None:
+                      body: RequestBody, checksum: tuple[str, bytes] | None) -> None:
         writer = await self._open_session(upload.upload_id)
         try:
             if writer.offset != upload.offset:  # another worker process appended meanwhile
@@ -243,22 +247,24 @@ class TusService:
             before = upload_hash.copy() if upload_hash is not None and checksum else None
             chunk_hash = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
             room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
-            appender = Appender(writer, upload_hash=upload_hash, chunk_hash=chunk_hash, limit=room,
-                                block_size=self.settings.block_size)
+            event = self._event_of(upload) if upload.concat is None else None
+            sink = BlobSink(writer, max_size=room, block_size=self.settings.block_size,
+                            on_block=functools.partial(self.uploads.events.received, event) if event else None,
+                            hashes=[h for h in (upload_hash, chunk_hash) if h is not None],
+                            overflow=_past_upload_length)
             failure: BaseException | None = None
             try:
-                event = self._event_of(upload) if upload.concat is None else None
-                if event is not None:
-                    body = self.uploads.events.counting(event, body, every=self.settings.block_size)
+                read = body.read
                 with body_scope:
-                    async for chunk in body:
-                        await appender.write(chunk)
+                    while chunk := await read():
+                        if sink.add(chunk):
+                            await sink.flush()
             except BaseException as error:  # cancellation included: save first, re-raise after
                 failure = error
             # Whatever happened to the body, what arrived is settled before anything else,
             # even when this task is being cancelled.
             with anyio.CancelScope(shield=True):
-                await appender.drain()
+                await sink.drain()
                 # A chunk whose checksum cannot be verified (cut short) or does not match is
                 # discarded whole (tus checksum extension); so is one running past Upload-Length.
                 keep = not isinstance(failure, UploadLengthExceeded)
@@ -271,15 +277,16 @@ class TusService:
                         failure = ChecksumMismatch(f"the chunk's {checksum[0]} does not match Upload-Checksum; "
                                                    "it was discarded")
                 if keep:
-                    upload.offset = writer.offset + appender.received
+                    upload.offset = writer.offset + sink.size
                     if upload_hash is not None:
-                        self._hashers[upload.upload_id] = (upload.offset, upload_hash)
+                        self._keep_hash(upload, upload_hash)
                 else:
                     await anyio.to_thread.run_sync(writer.rollback)
                     if before is not None:
-                        self._hashers[upload.upload_id] = (upload.offset, before)
+                        self._keep_hash(upload, before)
         except BaseException:
             self._hashers.pop(upload.upload_id, None)  # state unknown: rebuild from disk later
+            upload.sha256_state, upload.sha256_offset = None, -1
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -311,15 +318,25 @@ class TusService:
                 asked = True
             await anyio.sleep(0.1)
 
-    async def _upload_hash(self, upload: TusUpload) -> Any:
-        """The running SHA-256 of the stored bytes; rebuilt from storage on a worker thread
-        when this process has none for this offset (after a restart, or another worker)."""
+    def _keep_hash(self, upload: TusUpload, upload_hash: UploadHash) -> None:
+        """Remember the hash of the upload's `offset` bytes here, and in its saved state."""
+        self._hashers[upload.upload_id] = (upload.offset, upload_hash)
+        upload.sha256_state, upload.sha256_offset = upload_hash.saved(), upload.offset
+
+    async def _upload_hash(self, upload: TusUpload) -> UploadHash:
+        """The running SHA-256 of the stored bytes: this process's own, else the one saved
+        with the upload's state, else rebuilt from storage on a worker thread (a state saved
+        by another version, or an upload whose bytes outran its saved state in a crash)."""
         cached = self._hashers.pop(upload.upload_id, None)
         if cached is not None and cached[0] == upload.offset:
             return cached[1]
+        if upload.sha256_offset == upload.offset:
+            restored = UploadHash.restore(upload.sha256_state)
+            if restored is not None:
+                return restored
 
-        def rehash() -> Any:
-            hasher = hashlib.sha256()
+        def rehash() -> UploadHash:
+            hasher = UploadHash()
             for block in self.storage.read_partial(upload.upload_id, end=upload.offset,
                                                    block_size=self.settings.block_size):
                 hasher.update(block)
@@ -336,7 +353,7 @@ class TusService:
         if upload.complete and upload.file_id is None and upload.concat is None:
             await self._commit(upload, await self._upload_hash(upload))
 
-    async def _commit(self, upload: TusUpload, upload_hash: Any) -> None:
+    async def _commit(self, upload: TusUpload, upload_hash: UploadHash) -> None:
         """All bytes are in: make them an ordinary stored file through the upload service."""
         assert upload.length is not None
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
@@ -456,3 +473,8 @@ def _name_and_type(metadata: dict[str, str], default_name: str) -> tuple[str, st
 def _extra_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     """Upload-Metadata pairs other than name and type are stored with the file."""
     return {key: value for key, value in metadata.items() if key not in NAME_KEYS + TYPE_KEYS}
+
+
+def _past_upload_length(excess: int) -> IngestError:
+    return UploadLengthExceeded(
+        f"the body goes past the declared Upload-Length (or the size limit) by {excess} bytes")
