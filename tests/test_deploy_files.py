@@ -76,7 +76,8 @@ def test_compose_gives_nginx_the_files_the_app_redirects_downloads_to(compose: d
     app, nginx = compose["services"]["app"], compose["services"]["nginx"]
     prefix = app["environment"]["INGEST_ACCEL_REDIRECT_PREFIX"]
     assert re.search(rf"^\s*location {re.escape(prefix)} {{\s*internal;", CONFIG_PATH.read_text(), re.MULTILINE)
-    data_volume = next(v.split(":")[0] for v in app["volumes"] if v.split(":")[1] == app["environment"]["INGEST_DATA_DIR"])
+    data_dir = app["environment"]["INGEST_DATA_DIR"]
+    data_volume = next(v.split(":")[0] for v in app["volumes"] if v.split(":")[1] == data_dir)
     # nginx reads the same volume, read-only, where files.conf's alias points: <data dir>/files/.
     (nginx_data,) = [v for v in nginx["volumes"] if v.split(":")[0] == data_volume]
     target, mode = nginx_data.split(":")[1:]

@@ -405,7 +405,8 @@ def accel(nginx_binary: str) -> Iterator[tuple[LiveServer, Nginx, Path, dict[str
     proxy = start_nginx(app.port, nginx=nginx_binary, files_dir=root / "data" / "files")
     try:
         source = random_file(root / "a.bin", 8 * MiB + 17)
-        stored = curl_json("-F", f"file=@{source};filename=page.html;type=text/html", proxy.url + "/uploads")["files"][0]
+        form = f"file=@{source};filename=page.html;type=text/html"
+        stored = curl_json("-F", form, proxy.url + "/uploads")["files"][0]
         yield app, proxy, source, stored
     finally:
         proxy.stop()
@@ -415,7 +416,7 @@ def accel(nginx_binary: str) -> Iterator[tuple[LiveServer, Nginx, Path, dict[str
 
 def test_with_x_accel_redirect_nginx_sends_the_stored_bytes_with_ingests_headers(
         accel: tuple[LiveServer, Nginx, Path, dict[str, Any]]) -> None:
-    app, proxy, source, stored = accel
+    app, _, source, stored = accel
     response = httpx.get(stored["content_url"])
     assert response.status_code == 200 and response.content == source.read_bytes()
     assert response.headers["content-length"] == str(source.stat().st_size)
