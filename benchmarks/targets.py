@@ -118,11 +118,11 @@ def evaluate(rows: list[Row]) -> list[Verdict]:
         verdicts += _limit_verdicts(rows, limit)
     verdicts.append(_concurrent_vs_single(rows))
     verdicts += _ratio_verdicts(rows, PROXY_RATIO)
-    verdicts.append(_not_stalled(rows))
     for target in FAST_PATH_RATIOS:
         verdicts += _ratio_verdicts(rows, target)
     verdicts += _overhead_verdicts(rows)
     verdicts += _page_cache_verdicts(rows)
+    verdicts.append(_not_stalled(rows))  # last, as the report has always listed it
     return verdicts
 
 

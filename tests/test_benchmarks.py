@@ -58,8 +58,8 @@ def test_quick_mode_writes_a_well_formed_result_whose_stored_files_match_the_inp
         assert run["ok"] and run["error"] is None
         assert run["size"] == 64 * MiB and run["uploads"] == 1
         assert run["throughput_mb_s"] > 0 and run["peak_rss_bytes"] > 0
-        # nginx's sendfile of 64 MiB may take less than one clock tick of CPU.
-        assert run["cpu_s_per_gib"] > 0 or run["contender"] == "nginx-sendfile"
+        # A download sent by nginx (sendfile) may take less than one clock tick of CPU at 64 MiB.
+        assert run["cpu_s_per_gib"] > 0 or (run["scenario"] == "download" and run["cpu_s_per_gib"] == 0)
     for run in runs:
         if run["scenario"] == "single" and run["contender"] not in ("receive-only", "sha256-alone"):
             assert run["extra"]["page_cache_bytes"] is not None, run["contender"]
@@ -320,7 +320,7 @@ def test_the_fast_path_targets_are_judged_from_the_runs_figures() -> None:
         _run("starlette-form", throughput=240.0), _run("ingest-multipart-nofsync", throughput=520.0),
         _run("ingest-put", throughput=600.0), _run("ingest-tus", throughput=560.0),
         _run("receive-only", cpu=0.5), _run("sha256-alone", cpu=0.6), _run("write-behind-alone", cpu=0.4),
-        _run("ingest-download", scenario="download", throughput=700.0),
+        _run("ingest-download", scenario="download", throughput=1000.0),
         _run("ingest-download-nginx", scenario="download", throughput=1800.0),
         _run("nginx-sendfile", scenario="download", throughput=1900.0),
         _run("ingest-multipart", size=gib4, page_cache=8 * MiB), _run("ingest-multipart", size=gib4 * 2,
