@@ -124,6 +124,8 @@ class _AccelRedirectResponse(_JsonErrorsFileResponse):
     nginx keeps Content-Type, Content-Disposition and Cache-Control of this answer and drops
     the others; deploy/nginx/ingest.conf's internal location adds ETag, nosniff and the CSP
     back from `$upstream_http_*` (ngx_http_upstream.c copies only headers marked `redirect`).
+    The three `_handle_*` methods are where Starlette 1.x's FileResponse sends the body
+    (tests/test_downloads.py fails if a release moves them).
     """
 
     def __init__(self, path: os.PathLike[str], location: str, **kwargs: Any) -> None:
