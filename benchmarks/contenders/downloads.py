@@ -30,7 +30,10 @@ def _uploaded_to_ingest(port: int, workdir: Path, source: InputFile) -> str:
         capture_output=True, check=False, timeout=3600)
     if done.returncode != 0:
         raise OSError(f"storing the file to download failed: {done.stdout[:300]!r} {done.stderr[:300]!r}")
-    file_id = json.loads(done.stdout)["files"][0]["id"]
+    try:
+        file_id = json.loads(done.stdout)["files"][0]["id"]
+    except (ValueError, LookupError, TypeError) as error:  # recorded by the harness as a failed run
+        raise OSError(f"storing the file to download gave no file id: {done.stdout[:300]!r}") from error
     return f"/uploads/{file_id}/content"
 
 
