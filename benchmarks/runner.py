@@ -101,7 +101,8 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
             seconds, usage, failures = _run_local(contender, uploads, workdir)
         _record(run, seconds, usage, uploads)
         # What the upload left in the page cache (fincore), before anything reads it back.
-        run.extra["page_cache_bytes"] = pagecache.resident_bytes(contender.stored(workdir))
+        if not contender.discards:
+            run.extra["page_cache_bytes"] = pagecache.resident_bytes(contender.stored(workdir))
         run.error = "; ".join(failures) or _check_stored(contender, uploads, workdir)
         run.ok = run.error is None
     return run

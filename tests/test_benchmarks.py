@@ -257,6 +257,7 @@ def test_the_receive_only_bound_is_valid_only_when_it_received_every_byte(
     contender = REGISTRY["receive-only"]
     run = measure(contender, [small_input], scenario="single", repetition=0, client="curl", workroot=tmp_path / "w")
     assert run.ok, run.error
+    assert "page_cache_bytes" not in run.extra  # nothing stored, nothing to look for
     source = small_input.source
     claims_more = Upload.of_file(InputFile(source.path, source.size + 1, source.sha256), "raw")
     run = measure(contender, [claims_more], scenario="single", repetition=0, client="curl", workroot=tmp_path / "w")
