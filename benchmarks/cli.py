@@ -20,16 +20,18 @@ from benchmarks.scenarios import Plan, run_plan
 from ingest.config import parse_size
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("single", "concurrent", "adversarial", "proxy")
-QUICK_SCENARIOS = "single,proxy"
+SCENARIOS = ("single", "concurrent", "adversarial", "proxy", "download")
+QUICK_SCENARIOS = "single,proxy,download"
 QUICK_CONTENDERS = ("ingest-multipart,starlette-form,aiohttp-multipart,ingest-multipart-nohash,"
-                    "ingest-multipart-nginx,ingest-multipart-nginx-buffered")
+                    "ingest-multipart-nginx,ingest-multipart-nginx-buffered,sfd-naive-sha256,ingest-put,ingest-tus,"
+                    "receive-only,sha256-alone,write-behind-alone,ingest-download,ingest-download-nginx,"
+                    "nginx-sendfile,starlette-fileresponse")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--size", default="1GiB",
-                        help="file size(s) of 'single' and 'proxy', comma-separated (default 1GiB)")
+                        help="file size(s) of 'single', 'proxy' and 'download', comma-separated (default 1GiB)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each run (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="uploads at once in 'concurrent' (default 8)")
     parser.add_argument("--concurrent-size", default="512MiB", help="size of each concurrent upload")

@@ -1,6 +1,6 @@
 """One upload with httpx, the file streamed from disk: `python -m benchmarks.httpx_client`.
 
-Arguments: kind (multipart | raw | prebuilt), url, file, response file, method, content type.
+Arguments: kind (multipart | raw | prebuilt | tus), url, file, response file, method, content type.
 Prints the HTTP status like curl's --write-out; exits 22 on an HTTP error like curl --fail.
 """
 
@@ -26,7 +26,15 @@ def main(argv: list[str]) -> int:
     path = Path(source)
     timeout = httpx.Timeout(30.0, read=None, write=None)
     with httpx.Client(timeout=timeout) as client:
-        if kind == "multipart":
+        if kind == "tus":
+            tus = {"tus-resumable": "1.0.0"}
+            created = client.post(url, headers={**tus, "upload-length": str(path.stat().st_size),
+                                                "upload-metadata": "filename YmVuY2guYmlu"})
+            created.raise_for_status()
+            response = client.patch(httpx.URL(url).join(created.headers["location"]), content=_chunks(path), headers={
+                **tus, "upload-offset": "0", "content-type": "application/offset+octet-stream",
+                "content-length": str(path.stat().st_size)})
+        elif kind == "multipart":
             with path.open("rb") as stream:
                 response = client.post(url, files={"file": ("bench.bin", stream, "application/octet-stream")})
         else:

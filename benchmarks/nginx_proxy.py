@@ -6,7 +6,8 @@ benchmarks must run without the test package. nginx runs as an ordinary foregrou
 (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`) with its own pid file, logs and temp
 directories under DIR, on loopback ports. The generated nginx.conf only sets those paths and
 includes the shipped file unchanged; the site snippets it includes (ingest-site/upstream.conf,
-ingest-site/server.conf) are generated for the ports. `overrides` replaces the value of
+ingest-site/server.conf, ingest-site/files.conf) are generated for the ports and the app's
+files directory (the internal location X-Accel-Redirect downloads are served from). `overrides` replaces the value of
 directives of the shipped file (each must occur exactly once), for experiments such as
 `{"proxy_request_buffering": "on"}`.
 """
@@ -114,9 +115,11 @@ def render_config(overrides: Mapping[str, str]) -> str:
 
 def write_config(prefix: Path, upstream_port: int, port: int, *, upstream_host: str = "127.0.0.1",
                  tls_port: int | None = None, overrides: Mapping[str, str] | None = None,
-                 user: str | None = None) -> Path:
+                 user: str | None = None, files_dir: Path | None = None) -> Path:
     """Write nginx.conf and the site snippets under `prefix` (which must exist); returns nginx.conf.
 
+    `files_dir`: the app's <data dir>/files, aliased by the internal download location (None:
+    an empty directory under `prefix`, for apps that send downloads themselves).
     `user`: the `user` directive, for a master running as root whose workers must write
     temp directories an unprivileged user cannot reach (None: nginx's default).
     """
@@ -129,6 +132,10 @@ def write_config(prefix: Path, upstream_port: int, port: int, *, upstream_host: 
         server_lines += [f"listen 127.0.0.1:{tls_port} ssl;", f"ssl_certificate {prefix}/cert.pem;",
                          f"ssl_certificate_key {prefix}/key.pem;"]
     (site / "server.conf").write_text("\n".join(server_lines) + "\n")
+    if files_dir is None:
+        files_dir = prefix / "no-files"
+        files_dir.mkdir(exist_ok=True)
+    (site / "files.conf").write_text(f"alias {files_dir.resolve()}/;\n")
 
     included = CONFIG_PATH
     if overrides:
@@ -158,7 +165,8 @@ def nginx_argv(prefix: Path, nginx: str = "nginx") -> list[str]:
 
 
 def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bool = False,
-                overrides: Mapping[str, str] | None = None, nginx: str = "nginx") -> Nginx:
+                overrides: Mapping[str, str] | None = None, nginx: str = "nginx",
+                files_dir: Path | None = None) -> Nginx:
     """Start nginx from the shipped config in front of `upstream_host:upstream_port`."""
     # Outside pytest's 0700 tmp dirs: nginx's workers drop to an unprivileged user when the
     # master runs as root, and must reach the temp directories.
@@ -166,7 +174,8 @@ def start_nginx(upstream_port: int, *, upstream_host: str = "127.0.0.1", tls: bo
     prefix.chmod(0o755)
     port = free_port()
     tls_port = free_port() if tls else None
-    write_config(prefix, upstream_port, port, upstream_host=upstream_host, tls_port=tls_port, overrides=overrides)
+    write_config(prefix, upstream_port, port, upstream_host=upstream_host, tls_port=tls_port, overrides=overrides,
+                 files_dir=files_dir)
     tls_url = f"https://127.0.0.1:{tls_port}" if tls_port is not None else None
     with (prefix / "stderr.log").open("wb") as stderr:
         process = subprocess.Popen(nginx_argv(prefix, nginx), stdout=subprocess.DEVNULL, stderr=stderr)

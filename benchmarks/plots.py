@@ -1,4 +1,4 @@
-"""PNG plots with matplotlib: throughput by contender (single, concurrent, proxy); peak RSS by file size."""
+"""PNG plots with matplotlib: throughput by contender (single, concurrent, proxy, download); peak RSS by file size."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from benchmarks.rows import MiB, rows_of, size_text
 
 
 def plot_all(result: dict[str, Any], directory: Path, stem: str) -> list[Path]:
-    scenarios = ("single", "concurrent", "proxy")
+    scenarios = ("single", "concurrent", "proxy", "download")
     rows = [row for row in rows_of(result["runs"]) if row.scenario in scenarios]
     written = []
     for scenario in scenarios:
@@ -41,7 +41,8 @@ def _throughput(group: list[Any], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
     axes.barh(names, medians, xerr=[lower, upper], color=colours, capsize=3)
     first = group[0]
-    axes.set_title(f"{first.scenario}: {first.uploads} x {size_text(first.size)} upload, median MB/s (min-max)")
+    what = "download" if first.scenario == "download" else "upload"
+    axes.set_title(f"{first.scenario}: {first.uploads} x {size_text(first.size)} {what}, median MB/s (min-max)")
     axes.set_xlabel("MB/s (client wall time)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

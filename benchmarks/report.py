@@ -19,6 +19,8 @@ NOHASH = "ingest-multipart-nohash"
 # (column, contender whose median MB/s it divides by)
 RATIOS = (("x UploadFile", UPLOADFILE_BASELINE), ("x raw bound", RAW_BOUND))
 PROXY_RATIOS = (("x direct", targets.PROXY_DIRECT),)
+DOWNLOAD_REFERENCE = "nginx-sendfile"
+DOWNLOAD_RATIOS = (("x nginx sendfile", DOWNLOAD_REFERENCE),)
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -42,7 +44,10 @@ def markdown(result: dict[str, Any]) -> str:
         "(VmHWM) of the server processes. Disk = write_bytes of the server per byte stored. "
         f"Ratios are of median MB/s, against `{UPLOADFILE_BASELINE}` (the UploadFile baseline) and "
         f"`{RAW_BOUND}` (the Python raw-stream bound), within this run only; in the proxy scenario, "
-        f"against `{targets.PROXY_DIRECT}` reached directly.",
+        f"against `{targets.PROXY_DIRECT}` reached directly; in the download scenario (one whole GET of a "
+        f"stored file, served from the page cache), against `{DOWNLOAD_REFERENCE}`. Page cache = bytes of the "
+        "stored file(s) resident right after the upload (fincore). The `-alone` rows and `receive-only` are "
+        "the bounds of the CPU decomposition: their CPU is that of their own loop.",
     ]
     rows = rows_of(result["runs"])
     lines += ["", "## Targets", "", *_targets(rows)]
@@ -55,8 +60,8 @@ def markdown(result: dict[str, Any]) -> str:
                 title += (" normal uploads, alone, then beside one CRLF-dense upload"
                           + (f" of {size_text(dense)}" if dense else ""))
             lines += ["", f"## {scenario}: {title}", ""]
-            lines += _table(group, stall=scenario == "adversarial-stall",
-                            ratios=PROXY_RATIOS if scenario == "proxy" else RATIOS)
+            ratios = {"proxy": PROXY_RATIOS, "download": DOWNLOAD_RATIOS}.get(scenario, RATIOS)
+            lines += _table(group, stall=scenario == "adversarial-stall", ratios=ratios)
     lines += ["", "## Contenders", ""]
     for name in dict.fromkeys(row.contender for row in rows):
         contender = REGISTRY.get(name)
@@ -109,7 +114,7 @@ def _table(group: list[Row], *, stall: bool, ratios: tuple[tuple[str, str], ...]
                          f"{fate if extras else '-'} | {len(row.ok_runs)}/{len(row.runs)} |")
         return lines
     header = ["contender", "MB/s", "min-max", *(label for label, _ in ratios), "CPU-s/GiB", "peak RSS MiB",
-              "disk B/B", "sha256 ok"]
+              "disk B/B", "sha256 ok", "page cache MiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in group:
         throughput = row.median("throughput_mb_s")
@@ -121,6 +126,7 @@ def _table(group: list[Row], *, stall: bool, ratios: tuple[tuple[str, str], ...]
             *(_ratio(throughput, by_name.get(reference)) for _, reference in ratios),
             _number(row.median("cpu_s_per_gib"), 2), _number(rss / MiB if rss else None),
             _number(row.median("write_bytes_per_byte"), 2), f"{len(row.ok_runs)}/{len(row.runs)}",
+            _number(cached / MiB if (cached := row.median_extra("page_cache_bytes")) is not None else None, 1),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -7,9 +7,11 @@ sha256; otherwise it is recorded as failed and left out of every median.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import procstat
+from benchmarks import pagecache, procstat
 from benchmarks.clients import BodyKind, Client, upload_argv
 from benchmarks.contenders import Contender
 from benchmarks.inputs import InputFile, file_sha256
@@ -86,6 +88,8 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
             workroot: Path) -> Run:
     run = Run(contender.name, scenario, uploads[0].stored_size, len(uploads), repetition, client,
               load_average=load_average())
+    if contender.bound is not None:
+        return _measure_bound(contender, run, uploads, workroot)
     with _scratch(run, workroot) as workdir:
         if contender.is_server:
             with running(contender, workdir) as (process, port):
@@ -96,7 +100,39 @@ def measure(contender: Contender, uploads: list[Upload], *, scenario: str, repet
         else:
             seconds, usage, failures = _run_local(contender, uploads, workdir)
         _record(run, seconds, usage, uploads)
+        # What the upload left in the page cache (fincore), before anything reads it back.
+        if not contender.discards:
+            run.extra["page_cache_bytes"] = pagecache.resident_bytes(contender.stored(workdir))
         run.error = "; ".join(failures) or _check_stored(contender, uploads, workdir)
+        run.ok = run.error is None
+    return run
+
+
+def _measure_bound(contender: Contender, run: Run, uploads: list[Upload], workroot: Path) -> Run:
+    """A bound (benchmarks/bounds.py) over the uploads' size, in a process of its own, which
+    measures its own loop; valid when it did every byte (and wrote the right ones)."""
+    size = sum(upload.stored_size for upload in uploads)
+    with _scratch(run, workroot) as workdir:
+        target = workdir / "bound.bin"
+        done = subprocess.run([sys.executable, "-m", "benchmarks.bounds", str(contender.bound), str(size),
+                               str(target)], capture_output=True, text=True, timeout=3600, check=False)
+        if done.returncode != 0:
+            run.error = f"bound exited {done.returncode}: {done.stderr[-500:]}"
+            return run
+        result = json.loads(done.stdout)
+        run.seconds = round(result["seconds"], 4)
+        run.throughput_mb_s = round(size / result["seconds"] / 1e6, 1)
+        run.cpu_s_per_gib = round(result["cpu_seconds"] / (size / GiB), 3)
+        run.peak_rss_bytes = result["peak_rss_bytes"]
+        run.write_bytes_per_byte = round(result.get("write_bytes", 0) / size, 3)
+        run.server_processes = 1
+        run.extra = {key: result[key] for key in ("fsync_seconds", "sync_file_range", "window") if key in result}
+        if result["bytes"] != size:
+            run.error = f"the bound did {result['bytes']} of {size} bytes"
+        elif "sha256" in result:
+            run.extra["page_cache_bytes"] = pagecache.resident_bytes([target])
+            if target.stat().st_size != size or file_sha256(target) != result["sha256"]:
+                run.error = "the written file differs from what was written (size or sha256)"
         run.ok = run.error is None
     return run
 
@@ -203,6 +239,12 @@ def _record(run: Run, seconds: float, usage: procstat.Usage, uploads: list[Uploa
 
 
 def _check_stored(contender: Contender, uploads: list[Upload], workdir: Path) -> str | None:
+    if contender.discards:
+        for number, upload in enumerate(uploads):
+            received = json.loads((workdir / f"response-{number}").read_text()).get("received")
+            if received != upload.source.size:
+                return f"upload {number}: the server received {received} of {upload.source.size} bytes"
+        return None
     stored = contender.stored(workdir)
     if len(stored) != len(uploads):
         return f"{len(stored)} files stored for {len(uploads)} uploads"

@@ -2,7 +2,8 @@
 interleaved (A B C, A B C ...) so that drift of the shared machine hits all contenders alike.
 
 `proxy` is `single` for ingest direct and behind nginx (buffering off, as shipped, and on),
-each upload of every `--size`: its contenders are the ones that list it."""
+each upload of every `--size`: its contenders are the ones that list it. `download` fetches
+one stored file of every `--size` from each download contender (benchmarks/download_runs.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.clients import Client
 from benchmarks.contenders import Contender
+from benchmarks.download_runs import measure_download
 from benchmarks.inputs import crlf_dense_body, random_input
 from benchmarks.runner import Run, Upload, measure, measure_stall
 
@@ -54,6 +56,12 @@ def run_plan(plan: Plan, report: Report) -> list[Run]:
                     upload = Upload.of_file(source, contender.mode)
                     record(measure(contender, [upload], scenario=scenario, repetition=repetition,
                                    client=plan.client, workroot=plan.workroot))
+    if "download" in plan.scenarios:
+        for size in plan.sizes:
+            source = random_input(size)
+            for repetition in range(plan.repetitions):
+                for contender in taking_part("download"):
+                    record(measure_download(contender, source, repetition=repetition, workroot=plan.workroot))
     if "concurrent" in plan.scenarios:
         source = random_input(plan.concurrent_size)
         for repetition in range(plan.repetitions):

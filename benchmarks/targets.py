@@ -29,15 +29,20 @@ class Verdict:
 
 @dataclass(frozen=True)
 class _Ratio:
-    """median MB/s of `subject` >= `minimum` x that of `reference`, in one scenario and size."""
+    """median MB/s of `subject` >= `minimum` x that of `reference`, in one scenario, at each
+    size (or at `size` only)."""
 
     subject: str
     reference: str
     minimum: float
     scenario: str = "single"
+    size: int | None = None
+    label: str | None = None  # what the target is called, when not the ratio itself
 
     @property
     def text(self) -> str:
+        if self.label is not None:
+            return self.label
         if self.scenario == "proxy":
             return f"`{self.subject}` >= {self.minimum:.0%} of `{self.reference}` (direct)"
         return f"`{self.subject}` >= {self.minimum:.1f}x `{self.reference}`"
@@ -64,7 +69,23 @@ RATIOS = (
     _Ratio(INGEST, "starlette-stream-tuned", 0.9),
     _Ratio("ingest-put", "nginx-dav", 1.0),
 )
+GiB = 1024 * MiB
+# The fast-path targets: ingest's defaults against the unguarded recipe and itself without
+# fsync at 1 GiB; tus against raw PUT; downloads against nginx's sendfile.
+FAST_PATH_RATIOS = (
+    _Ratio(INGEST, "sfd-naive-sha256", 1.0, size=GiB),
+    _Ratio(INGEST, "starlette-form", 2.0, size=GiB),
+    _Ratio(INGEST, "ingest-multipart-nofsync", 0.95, size=GiB,
+           label=f"fsync on within 5 % of fsync off: `{INGEST}` >= 0.95x `ingest-multipart-nofsync`"),
+    _Ratio("ingest-tus", "ingest-put", 0.9),
+    _Ratio("ingest-download", "nginx-sendfile", 0.5, scenario="download", size=GiB),
+    _Ratio("ingest-download-nginx", "nginx-sendfile", 0.9, scenario="download", size=GiB),
+)
 PROXY_RATIO = _Ratio(PROXY_UNBUFFERED, PROXY_DIRECT, 0.85, scenario="proxy")
+# ingest's own CPU: its CPU-s/GiB minus each of these bounds measured in the same run.
+OVERHEAD_BOUNDS = ("receive-only", "sha256-alone", "write-behind-alone")
+OVERHEAD_LIMIT = 0.3  # CPU-s/GiB
+PAGE_CACHE_LIMIT = 64 * MiB  # left behind by one upload of 4 GiB (or more)
 DISK_TOLERANCE = 0.01  # write_bytes also counts the catalog's few pages
 NOT_STALLED = 0.75  # normal uploads beside an adversarial one keep this share of their speed alone
 
@@ -97,7 +118,11 @@ def evaluate(rows: list[Row]) -> list[Verdict]:
         verdicts += _limit_verdicts(rows, limit)
     verdicts.append(_concurrent_vs_single(rows))
     verdicts += _ratio_verdicts(rows, PROXY_RATIO)
-    verdicts.append(_not_stalled(rows))
+    for target in FAST_PATH_RATIOS:
+        verdicts += _ratio_verdicts(rows, target)
+    verdicts += _overhead_verdicts(rows)
+    verdicts += _page_cache_verdicts(rows)
+    verdicts.append(_not_stalled(rows))  # last, as the report has always listed it
     return verdicts
 
 
@@ -129,9 +154,11 @@ def _absent(rows: list[Row], scenario: str, size: int, uploads: int, names: list
 
 
 def _ratio_verdicts(rows: list[Row], target: _Ratio) -> list[Verdict]:
-    places = _places(rows, target.scenario)
+    places = [(size, uploads) for size, uploads in _places(rows, target.scenario)
+              if target.size is None or size == target.size]
     if not places:
-        return [Verdict(target.text, target.scenario, "not measured", f"no {target.scenario} runs")]
+        wanted = f"{target.scenario} {size_text(target.size)}" if target.size else target.scenario
+        return [Verdict(target.text, wanted, "not measured", f"no {wanted} runs")]
     verdicts = []
     for size, uploads in places:
         subject = _median(rows, target.scenario, size, uploads, target.subject, "throughput_mb_s")
@@ -198,3 +225,46 @@ def _not_stalled(rows: list[Row]) -> Verdict:
         return Verdict(text, where, "met" if beside >= NOT_STALLED * alone else "missed",
                        f"{beside:,.0f} beside / {alone:,.0f} alone MB/s = {beside / alone:.0%}")
     return Verdict(text, "adversarial-stall", "not measured", "no adversarial-stall runs")
+
+
+def _overhead_verdicts(rows: list[Row]) -> list[Verdict]:
+    """ingest's CPU-s/GiB minus the receive-only bound, SHA-256 alone and a write-behind write
+    alone, each a median of the same run and size: what ingest itself adds."""
+    text = f"`{INGEST}` own CPU (minus {', '.join(f'`{b}`' for b in OVERHEAD_BOUNDS)}) <= {OVERHEAD_LIMIT} s/GiB"
+    places = [(size, uploads) for size, uploads in _places(rows, "single") if uploads == 1]
+    if not places:
+        return [Verdict(text, "single", "not measured", "no single runs")]
+    verdicts = []
+    for size, uploads in places:
+        names = [INGEST, *OVERHEAD_BOUNDS]
+        values = [_median(rows, "single", size, uploads, name, "cpu_s_per_gib") for name in names]
+        where = _where("single", size, uploads)
+        missing = [name for name, value in zip(names, values, strict=True) if value is None]
+        if missing:
+            verdicts.append(Verdict(text, where, "not measured", _absent(rows, "single", size, uploads, missing)))
+            continue
+        ingest, *bounds = [value for value in values if value is not None]
+        own = ingest - sum(bounds)
+        figures = f"{ingest:.2f} - " + " - ".join(f"{bound:.2f}" for bound in bounds) + f" = {own:.2f} CPU-s/GiB"
+        verdicts.append(Verdict(text, where, "met" if own <= OVERHEAD_LIMIT else "missed", figures))
+    return verdicts
+
+
+def _page_cache_verdicts(rows: list[Row]) -> list[Verdict]:
+    text = f"one upload of 4 GiB leaves <= {PAGE_CACHE_LIMIT // MiB} MiB of `{INGEST}`'s file in the page cache"
+    places = [(size, uploads) for size, uploads in _places(rows, "single") if size >= 4 * GiB]
+    if not places:
+        return [Verdict(text, "single 4 GiB", "not measured", "no single runs of 4 GiB or more")]
+    verdicts = []
+    for size, uploads in places:
+        row = _row(rows, "single", size, uploads, INGEST)
+        cached = row.median_extra("page_cache_bytes") if row is not None else None
+        where = _where("single", size, uploads)
+        if row is None or not row.ok_runs:
+            verdicts.append(Verdict(text, where, "not measured", _absent(rows, "single", size, uploads, [INGEST])))
+        elif cached is None:
+            verdicts.append(Verdict(text, where, "not measured", "no fincore figures (util-linux missing?)"))
+        else:
+            verdicts.append(Verdict(text, where, "met" if cached <= PAGE_CACHE_LIMIT else "missed",
+                                    f"{cached / MiB:,.1f} MiB of {size_text(size)}"))
+    return verdicts

@@ -259,8 +259,13 @@ async def get_content(request: Request) -> Response:
     if not isinstance(storage, LocalFiles):
         raise NotFound("this storage backend cannot serve files directly")
     path = storage.path_of(stored.id)
+    prefix = service.settings.accel_redirect_prefix
+    # nginx's internal location mirrors the files directory: the same relative path below it.
+    accel_redirect = (prefix.rstrip("/") + "/" + path.relative_to(service.settings.files_dir).as_posix()
+                      if prefix else None)
     try:
-        return file_response(stored, path, request.headers, method=request.method)
+        return file_response(stored, path, request.headers, method=request.method,
+                             accel_redirect=accel_redirect)
     except FileNotFoundError:
         raise NotFound(f"the bytes of {stored.id} are missing from storage") from None
 

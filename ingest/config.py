@@ -53,6 +53,9 @@ class Settings:
     s3_part_size: int = _setting(8 * MiB, "S3 multipart part size, at least 5MiB (raised to fit 10,000 parts)")
     s3_parts_in_flight: int = _setting(4, "S3 parts uploaded at once per file; memory <= part size x (this + 1)")
     s3_presign_seconds: int = _setting(0, "downloads from S3: 0 = streamed by ingest, N = redirect to a URL valid N s")
+    accel_redirect_prefix: str = _setting(
+        "", "URL path of an internal nginx location on <data dir>/files (e.g. /_ingest_files/): local "
+            "downloads answer with X-Accel-Redirect and nginx sends the bytes; empty = ingest sends them")
     catalog_url: str = _setting("", "postgresql://... for a shared PostgreSQL catalog; empty = SQLite in the data dir")
     multipart_min_parse_rate: int = _setting(
         256 * MiB, "bytes per CPU-second a multipart body must parse at, after the grace; 0 = no limit")

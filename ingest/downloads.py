@@ -1,7 +1,11 @@
 """Serving stored files: Starlette's FileResponse plus what it leaves out.
 
-FileResponse does Range, If-Range, 206 and multipart/byteranges (under uvicorn it reads the file in 64 KiB
-chunks; servers with the ASGI pathsend extension get sendfile). Added
+FileResponse does Range, If-Range, 206 and multipart/byteranges: under uvicorn it reads the
+file in READ_SIZE chunks (Starlette's 64 KiB default cost one thread hop per 64 KiB); servers
+that advertise the ASGI `http.response.pathsend` extension (granian) get the path and send the
+file themselves. Behind nginx, `accel_redirect_prefix` makes the answer an empty 200 with
+`X-Accel-Redirect` to an `internal` location on the files directory, and nginx sends the bytes
+(sendfile) and the 206 ranges; every check before that stays here. Added
 here: a strong ETag from the stored SHA-256, If-None-Match / If-Modified-Since -> 304
 (RFC 9110 §13.1), a Content-Disposition with an ASCII fallback beside `filename*`
 (RFC 6266 §4.3), headers that stop browsers from running uploaded content, and JSON bodies
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Any
 from urllib.parse import quote
 
 from starlette.datastructures import Headers
@@ -20,6 +25,8 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ingest.models import StoredFile
+
+READ_SIZE = 1024 * 1024  # bytes per read (and thread hop) when ingest sends the file itself
 
 # Uploaded bytes are someone else's content: never let a browser sniff or run them here.
 SAFETY_HEADERS = {
@@ -63,7 +70,9 @@ def not_modified(request_headers: Headers, etag: str, mtime: float) -> bool:
 
 
 def file_response(stored: StoredFile, path: os.PathLike[str], request_headers: Headers,
-                  *, method: str) -> Response:
+                  *, method: str, accel_redirect: str | None = None) -> Response:
+    """The stored file's answer; with `accel_redirect` (a URL path of nginx's internal location
+    for this file) nginx sends the bytes, after every check here has passed."""
     stat_result = os.stat(path)
     etag = entity_tag(stored)
     headers = {"etag": etag, "content-disposition": content_disposition(stored.filename),
@@ -72,12 +81,17 @@ def file_response(stored: StoredFile, path: os.PathLike[str], request_headers: H
         headers["last-modified"] = formatdate(stat_result.st_mtime, usegmt=True)
         del headers["content-disposition"]
         return Response(status_code=304, headers=headers)
+    if accel_redirect is not None:
+        return _AccelRedirectResponse(path, accel_redirect, media_type=stored.content_type, headers=headers,
+                                      stat_result=stat_result)
     return _JsonErrorsFileResponse(path, media_type=stored.content_type, headers=headers,
                                    stat_result=stat_result)
 
 
 class _JsonErrorsFileResponse(FileResponse):
     """FileResponse whose own 400 (bad Range) and 416 answers carry our JSON error body."""
+
+    chunk_size = READ_SIZE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rewritten: dict[str, object] = {}
@@ -99,3 +113,38 @@ class _JsonErrorsFileResponse(FileResponse):
             await send(message)
 
         await super().__call__(scope, receive, send_json_errors)
+
+
+class _AccelRedirectResponse(_JsonErrorsFileResponse):
+    """FileResponse that, where it would send the file or its ranges, answers an empty 200
+    with `X-Accel-Redirect` instead; nginx then serves the same request (Range, If-Range and
+    HEAD included) from its internal location. Range parsing, 400 and 416 stay FileResponse's,
+    so a bad or unsatisfiable Range gets the same JSON answer as without nginx.
+
+    nginx keeps Content-Type, Content-Disposition and Cache-Control of this answer and drops
+    the others; deploy/nginx/ingest.conf's internal location adds ETag, nosniff and the CSP
+    back from `$upstream_http_*` (ngx_http_upstream.c copies only headers marked `redirect`).
+    The three `_handle_*` methods are where Starlette 1.x's FileResponse sends the body
+    (tests/test_downloads.py fails if a release moves them).
+    """
+
+    def __init__(self, path: os.PathLike[str], location: str, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.location = quote(location, safe="/")
+
+    async def _redirect(self, send: Send) -> None:
+        headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
+        headers += [(b"content-length", b"0"), (b"x-accel-redirect", self.location.encode("ascii"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
+        await self._redirect(send)
+
+    async def _handle_single_range(self, send: Send, start: int, end: int, file_size: int,
+                                   send_header_only: bool) -> None:
+        await self._redirect(send)
+
+    async def _handle_multiple_ranges(self, send: Send, ranges: list[tuple[int, int]], file_size: int,
+                                      send_header_only: bool) -> None:
+        await self._redirect(send)

@@ -18,7 +18,8 @@ import pytest
 from benchmarks import procstat, report, targets
 from benchmarks.contenders import REGISTRY, Contender
 from benchmarks.contenders.ingest_nohash import PLACEHOLDER_SHA256
-from benchmarks.inputs import crlf_dense_body, file_sha256, random_input
+from benchmarks.download_runs import measure_download
+from benchmarks.inputs import InputFile, crlf_dense_body, file_sha256, random_input
 from benchmarks.runner import Upload, measure, measure_stall
 from benchmarks.scenarios import ADVERSARIAL_BOUNDARY
 from benchmarks.servers import running
@@ -46,13 +47,22 @@ def test_quick_mode_writes_a_well_formed_result_whose_stored_files_match_the_inp
     result = json.loads(json_path.read_text())
     runs = result["runs"]
     assert sorted((run["scenario"], run["contender"]) for run in runs) == [
+        ("download", "ingest-download"), ("download", "ingest-download-nginx"), ("download", "nginx-sendfile"),
+        ("download", "starlette-fileresponse"),
         ("proxy", "ingest-multipart"), ("proxy", "ingest-multipart-nginx"),
         ("proxy", "ingest-multipart-nginx-buffered"), ("single", "aiohttp-multipart"),
-        ("single", "ingest-multipart"), ("single", "ingest-multipart-nohash"), ("single", "starlette-form")]
+        ("single", "ingest-multipart"), ("single", "ingest-multipart-nohash"), ("single", "ingest-put"),
+        ("single", "ingest-tus"), ("single", "receive-only"), ("single", "sfd-naive-sha256"),
+        ("single", "sha256-alone"), ("single", "starlette-form"), ("single", "write-behind-alone")]
     for run in runs:
         assert run["ok"] and run["error"] is None
         assert run["size"] == 64 * MiB and run["uploads"] == 1
-        assert run["throughput_mb_s"] > 0 and run["cpu_s_per_gib"] > 0 and run["peak_rss_bytes"] > 0
+        assert run["throughput_mb_s"] > 0 and run["peak_rss_bytes"] > 0
+        # A download sent by nginx (sendfile) may take less than one clock tick of CPU at 64 MiB.
+        assert run["cpu_s_per_gib"] > 0 or (run["scenario"] == "download" and run["cpu_s_per_gib"] == 0)
+    for run in runs:
+        if run["scenario"] == "single" and run["contender"] not in ("receive-only", "sha256-alone"):
+            assert run["extra"]["page_cache_bytes"] is not None, run["contender"]
     by_name = {(run["scenario"], run["contender"]): run for run in runs}
     # Written once vs written twice (spool + copy): the claim the suite exists to check.
     assert by_name["single", "ingest-multipart"]["write_bytes_per_byte"] == pytest.approx(1.0, abs=0.05)
@@ -71,13 +81,15 @@ def test_quick_mode_writes_a_well_formed_result_whose_stored_files_match_the_inp
     verdicts = {(v["target"], v["where"]): v for v in result["targets"]}
     measured = {key: v for key, v in verdicts.items() if v["status"] != "not measured"}
     assert {key[1] for key in measured} == {"single 64 MiB", "proxy 64 MiB"}
-    for compared in ("`starlette-form`", "`aiohttp-multipart`", "`ingest-multipart-nohash`", "(direct)"):
+    for compared in ("`starlette-form`", "`aiohttp-multipart`", "`ingest-multipart-nohash`", "(direct)",
+                     "`ingest-put`", "`write-behind-alone`"):
         assert any(compared in target for target, _ in measured), compared
     assert all(v["status"] in ("met", "missed") and v["figures"] for v in measured.values())
     markdown = json_path.with_suffix(".md").read_text()
     assert "`ingest-multipart`" in markdown and "x UploadFile" in markdown and "x direct" in markdown
+    assert "## download: 1 x 64 MiB" in markdown and "x nginx sendfile" in markdown and "page cache MiB" in markdown
     assert "## Targets" in markdown and "exists only to measure what hashing costs" in markdown
-    assert len(list(results.glob("*.png"))) == 3, "plots: single, proxy, RSS by size"
+    assert len(list(results.glob("*.png"))) == 4, "plots: single, proxy, download, RSS by size"
     assert not list((tmp_path / "work").iterdir()), "stored files were left behind"
 
 
@@ -96,7 +108,7 @@ def test_the_nohash_contender_stores_the_right_bytes_without_computing_a_digest(
     assert file_sha256(path) == small_input.source.sha256  # and the bytes are still the input's
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(name for name, contender in REGISTRY.items() if contender.stores))
 def test_every_registered_contender_stores_an_upload_the_harness_verifies(
         name: str, small_input: Upload, tmp_path: Path) -> None:
     require_tool("curl")
@@ -110,7 +122,7 @@ def test_every_registered_contender_stores_an_upload_the_harness_verifies(
 
 
 def test_httpx_client_uploads_as_well_as_curl(small_input: Upload, tmp_path: Path) -> None:
-    for name in ("ingest-multipart-nofsync", "ingest-put-nofsync"):
+    for name in ("ingest-multipart-nofsync", "ingest-put-nofsync", "ingest-tus"):
         contender = REGISTRY[name]
         run = measure(contender, [Upload.of_file(small_input.source, contender.mode)], scenario="single",
                       repetition=0, client="httpx", workroot=tmp_path / "work")
@@ -235,3 +247,109 @@ def test_the_stall_scenario_records_what_became_of_the_adversarial_upload(
     assert verdict.target.startswith("one CRLF-dense upload does not stall others")
     # Judged on ingest's defaults only; whether it is met is a matter for the report, not a test.
     assert verdict.status in ({"met", "missed"} if contender == targets.INGEST else {"not measured"})
+
+
+# --- bounds, downloads and the fast-path targets --------------------------------------------
+
+def test_the_receive_only_bound_is_valid_only_when_it_received_every_byte(
+        small_input: Upload, tmp_path: Path) -> None:
+    require_tool("curl")
+    contender = REGISTRY["receive-only"]
+    run = measure(contender, [small_input], scenario="single", repetition=0, client="curl", workroot=tmp_path / "w")
+    assert run.ok, run.error
+    assert "page_cache_bytes" not in run.extra  # nothing stored, nothing to look for
+    source = small_input.source
+    claims_more = Upload.of_file(InputFile(source.path, source.size + 1, source.sha256), "raw")
+    run = measure(contender, [claims_more], scenario="single", repetition=0, client="curl", workroot=tmp_path / "w")
+    assert not run.ok and run.error is not None and "received" in run.error
+
+
+def test_the_cpu_bounds_measure_their_own_loop_and_write_behind_writes_the_bytes_once(
+        small_input: Upload, tmp_path: Path) -> None:
+    hashing = measure(REGISTRY["sha256-alone"], [small_input], scenario="single", repetition=0, client="curl",
+                      workroot=tmp_path / "w")
+    assert hashing.ok, hashing.error
+    assert hashing.cpu_s_per_gib is not None and hashing.cpu_s_per_gib > 0 and hashing.write_bytes_per_byte == 0
+    writing = measure(REGISTRY["write-behind-alone"], [small_input], scenario="single", repetition=0,
+                      client="curl", workroot=tmp_path / "w")
+    assert writing.ok, writing.error
+    assert writing.extra["sync_file_range"] is True and writing.extra["window"] == 8 * MiB
+    assert writing.write_bytes_per_byte == pytest.approx(1.0, abs=0.05)
+    assert not list((tmp_path / "w").iterdir())
+
+
+@pytest.mark.parametrize("name", sorted(name for name, contender in REGISTRY.items() if contender.place))
+def test_every_download_contender_serves_the_stored_bytes_the_harness_verifies(name: str, tmp_path: Path) -> None:
+    require_tool("curl")
+    contender = REGISTRY[name]
+    for tool in contender.requires:
+        require_tool(tool)
+    source = random_input(4 * MiB, cache_dir=tmp_path / "cache")
+    run = measure_download(contender, source, repetition=0, workroot=tmp_path / "work")
+    assert run.ok, run.error
+    assert run.throughput_mb_s is not None and run.throughput_mb_s > 0
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_a_download_of_other_bytes_or_of_a_missing_file_is_reported_as_failed(tmp_path: Path) -> None:
+    require_tool("curl")
+    require_tool("nginx")
+    source = random_input(4 * MiB, cache_dir=tmp_path / "cache")
+    other = random_input(4 * MiB + 1, cache_dir=tmp_path / "cache")
+    nginx = REGISTRY["nginx-sendfile"]
+    assert nginx.place is not None
+    place = nginx.place
+    wrong_bytes = dataclasses.replace(nginx, place=lambda port, workdir, _: place(port, workdir, other))
+    run = measure_download(wrong_bytes, source, repetition=0, workroot=tmp_path / "work")
+    assert not run.ok and run.error is not None and "sha256" in run.error
+    missing = dataclasses.replace(nginx, place=lambda port, workdir, _: "/files/nothing-here")
+    run = measure_download(missing, source, repetition=0, workroot=tmp_path / "work")
+    assert not run.ok and run.error is not None and "exit 22" in run.error
+
+
+def _run(name: str, *, scenario: str = "single", size: int = 1024**3, throughput: float = 100.0,
+         cpu: float = 1.0, page_cache: int | None = None) -> dict[str, object]:
+    return {"contender": name, "scenario": scenario, "size": size, "uploads": 1, "repetition": 0, "ok": True,
+            "error": None, "throughput_mb_s": throughput, "cpu_s_per_gib": cpu, "peak_rss_bytes": 40 * MiB,
+            "write_bytes_per_byte": 1.0, "extra": {"page_cache_bytes": page_cache}}
+
+
+def test_the_fast_path_targets_are_judged_from_the_runs_figures() -> None:
+    gib4 = 4 * 1024**3
+    runs = [
+        _run("ingest-multipart", throughput=500.0, cpu=1.9), _run("sfd-naive-sha256", throughput=520.0),
+        _run("starlette-form", throughput=240.0), _run("ingest-multipart-nofsync", throughput=520.0),
+        _run("ingest-put", throughput=600.0), _run("ingest-tus", throughput=560.0),
+        _run("receive-only", cpu=0.5), _run("sha256-alone", cpu=0.6), _run("write-behind-alone", cpu=0.4),
+        _run("ingest-download", scenario="download", throughput=1000.0),
+        _run("ingest-download-nginx", scenario="download", throughput=1800.0),
+        _run("nginx-sendfile", scenario="download", throughput=1900.0),
+        _run("ingest-multipart", size=gib4, page_cache=8 * MiB), _run("ingest-multipart", size=gib4 * 2,
+                                                                      page_cache=900 * MiB),
+    ]
+    verdicts = {(v.target, v.where): v for v in targets.evaluate(report.rows_of(runs))}
+
+    def verdict(start: str, where: str = "single 1 GiB") -> targets.Verdict:
+        [found] = [v for (target, at), v in verdicts.items() if target.startswith(start) and at == where]
+        return found
+
+    assert verdict("`ingest-multipart` >= 1.0x `sfd-naive-sha256`").status == "missed"
+    assert verdict("`ingest-multipart` >= 1.0x `sfd-naive-sha256`").figures == "500 / 520 MB/s = 0.96x"
+    assert verdict("`ingest-multipart` >= 2.0x `starlette-form`").status == "met"
+    assert verdict("fsync on within 5 %").status == "met"  # 500 / 520 = 0.96
+    assert verdict("`ingest-tus` >= 0.9x `ingest-put`").status == "met"
+    assert verdict("`ingest-tus` >= 0.9x `ingest-put`", "single 4 GiB").status == "not measured"
+    own = verdict("`ingest-multipart` own CPU")
+    assert own.status == "missed" and own.figures == "1.90 - 0.50 - 0.60 - 0.40 = 0.40 CPU-s/GiB"
+    assert verdict("`ingest-multipart` own CPU", "single 4 GiB").status == "not measured"
+    assert verdict("`ingest-download` >= 0.5x", "download 1 GiB").status == "met"
+    proxied = verdict("`ingest-download-nginx` >= 0.9x", "download 1 GiB")
+    assert proxied.status == "met" and proxied.figures == "1,800 / 1,900 MB/s = 0.95x"
+    assert verdict("one upload of 4 GiB leaves", "single 4 GiB").status == "met"
+    assert verdict("one upload of 4 GiB leaves", "single 8 GiB").status == "missed"
+    # At 1 GiB only, the page-cache target has nothing to judge; a download-less run neither.
+    only_small = targets.evaluate(report.rows_of([_run("ingest-multipart")]))
+    [page_cache] = [v for v in only_small if v.target.startswith("one upload of 4 GiB")]
+    assert page_cache.status == "not measured"
+    [download] = [v for v in only_small if v.target.startswith("`ingest-download` >=")]
+    assert (download.status, download.where) == ("not measured", "download 1 GiB")

@@ -67,8 +67,23 @@ def test_compose_mounts_the_nginx_config_the_tests_run(compose: dict[str, Any]) 
     assert re.fullmatch(r"/etc/nginx/conf\.d/[\w.-]+\.conf", config_target)
     # ingest.conf includes its site snippets by a path relative to /etc/nginx.
     site_source = nginx_mounts[f"/etc/nginx/{SITE_DIR}"]
-    assert sorted(p.name for p in (REPO / site_source).glob("*.conf")) == ["server.conf", "upstream.conf"]
+    assert sorted(p.name for p in (REPO / site_source).glob("*.conf")) == [
+        "files.conf", "server.conf", "upstream.conf"]
     assert f"include {SITE_DIR}/upstream.conf;" in CONFIG_PATH.read_text()
+
+
+def test_compose_gives_nginx_the_files_the_app_redirects_downloads_to(compose: dict[str, Any]) -> None:
+    app, nginx = compose["services"]["app"], compose["services"]["nginx"]
+    prefix = app["environment"]["INGEST_ACCEL_REDIRECT_PREFIX"]
+    assert re.search(rf"^\s*location {re.escape(prefix)} {{\s*internal;", CONFIG_PATH.read_text(), re.MULTILINE)
+    data_dir = app["environment"]["INGEST_DATA_DIR"]
+    data_volume = next(v.split(":")[0] for v in app["volumes"] if v.split(":")[1] == data_dir)
+    # nginx reads the same volume, read-only, where files.conf's alias points: <data dir>/files/.
+    (nginx_data,) = [v for v in nginx["volumes"] if v.split(":")[0] == data_volume]
+    target, mode = nginx_data.split(":")[1:]
+    assert mode == "ro"
+    alias = re.search(r"^alias (\S+);", (CONFIG_PATH.parent / "site" / "files.conf").read_text(), re.MULTILINE)
+    assert alias is not None and alias.group(1) == f"{target}/files/"
 
 
 def test_the_upstream_nginx_uses_is_the_app_service(compose: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -386,6 +387,87 @@ def test_a_slow_download_is_never_spooled_to_nginxs_disk(
     finally:
         proxy.stop()
         stop_server(app)
+
+
+# --- downloads sent by nginx: X-Accel-Redirect to the shipped internal location ------------------
+
+ACCEL_PREFIX = "/_ingest_files/"
+
+
+@pytest.fixture(scope="module")
+def accel(nginx_binary: str) -> Iterator[tuple[LiveServer, Nginx, Path, dict[str, Any]]]:
+    """ingest answering downloads with X-Accel-Redirect, nginx serving its files directory, and
+    one stored file. The data dir lies outside pytest's 0700 directories: as root, nginx's
+    workers read the files as an unprivileged user."""
+    root = Path(tempfile.mkdtemp(prefix="ingest-accel-"))
+    root.chmod(0o755)
+    app = start_server(root / "data", "--no-fsync", "--proxy-headers", "--accel-redirect-prefix", ACCEL_PREFIX)
+    proxy = start_nginx(app.port, nginx=nginx_binary, files_dir=root / "data" / "files")
+    try:
+        source = random_file(root / "a.bin", 8 * MiB + 17)
+        form = f"file=@{source};filename=page.html;type=text/html"
+        stored = curl_json("-F", form, proxy.url + "/uploads")["files"][0]
+        yield app, proxy, source, stored
+    finally:
+        proxy.stop()
+        stop_server(app)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_with_x_accel_redirect_nginx_sends_the_stored_bytes_with_ingests_headers(
+        accel: tuple[LiveServer, Nginx, Path, dict[str, Any]]) -> None:
+    app, _, source, stored = accel
+    response = httpx.get(stored["content_url"])
+    assert response.status_code == 200 and response.content == source.read_bytes()
+    assert response.headers["content-length"] == str(source.stat().st_size)
+    assert response.headers["etag"] == f'"{stored["sha256"]}"'
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-disposition"] == 'attachment; filename="page.html"'
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"] == "sandbox; default-src 'none'"
+    assert "x-accel-redirect" not in response.headers
+    # The bytes came from nginx: ingest itself answers the same request with the location only.
+    direct = httpx.get(f"{app.url}/uploads/{stored['id']}/content")
+    assert direct.content == b"" and direct.headers["x-accel-redirect"].startswith(ACCEL_PREFIX)
+    head = httpx.head(stored["content_url"])
+    assert head.status_code == 200 and head.headers["content-length"] == str(source.stat().st_size)
+
+
+def test_with_x_accel_redirect_ranges_are_206_with_the_right_bytes_and_if_range_uses_the_sha256(
+        accel: tuple[LiveServer, Nginx, Path, dict[str, Any]]) -> None:
+    _, _, source, stored = accel
+    content = source.read_bytes()
+    response = httpx.get(stored["content_url"], headers={"range": "bytes=5000000-5999999"})
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes 5000000-5999999/{len(content)}"
+    assert response.content == content[5_000_000:6_000_000]
+    tail = httpx.get(stored["content_url"], headers={"range": "bytes=-17"})
+    assert (tail.status_code, tail.content) == (206, content[-17:])
+    current = httpx.get(stored["content_url"], headers={"range": "bytes=0-9", "if-range": f'"{stored["sha256"]}"'})
+    assert (current.status_code, current.content) == (206, content[:10])
+    stale = httpx.get(stored["content_url"], headers={"range": "bytes=0-9", "if-range": '"stale"'})
+    assert (stale.status_code, len(stale.content)) == (200, len(content))
+    refused = httpx.get(stored["content_url"], headers={"range": f"bytes={len(content) + 1}-"})
+    assert refused.status_code == 416 and refused.json()["error"] == "range_not_satisfiable"
+
+
+def test_with_x_accel_redirect_a_conditional_get_is_304_without_a_body(
+        accel: tuple[LiveServer, Nginx, Path, dict[str, Any]]) -> None:
+    _, _, _, stored = accel
+    response = httpx.get(stored["content_url"], headers={"if-none-match": f'"{stored["sha256"]}"'})
+    assert response.status_code == 304 and response.content == b""
+    assert response.headers["etag"] == f'"{stored["sha256"]}"'
+    other = httpx.get(stored["content_url"], headers={"if-none-match": '"other"'})
+    assert other.status_code == 200
+
+
+def test_the_internal_download_location_cannot_be_fetched_directly(
+        accel: tuple[LiveServer, Nginx, Path, dict[str, Any]]) -> None:
+    app, proxy, source, stored = accel
+    location = httpx.get(f"{app.url}/uploads/{stored['id']}/content").headers["x-accel-redirect"]
+    assert (app.data_dir / "files" / location.removeprefix(ACCEL_PREFIX)).read_bytes() == source.read_bytes()
+    for path in (location, ACCEL_PREFIX, ACCEL_PREFIX + "../catalog.sqlite3"):
+        assert httpx.get(proxy.url + path).status_code == 404, path
 
 
 # --- keep-alive and workers ---------------------------------------------------------------------

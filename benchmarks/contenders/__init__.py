@@ -6,7 +6,10 @@ server the harness starts on a free loopback port (`launch` returns its command;
 may start several processes, as ingest behind nginx does: the harness measures and stops the
 whole tree) or a local command that writes the file itself (`local`, as dd). `scenarios`
 says where it is measured: the proxy scenario has its own contenders, and a contender made
-for one comparison (ingest without hashing) need not cost time in every scenario.
+for one comparison (ingest without hashing) need not cost time in every scenario. Three other
+kinds: a download contender (`place` puts the input where the server serves it; scenario
+`download`), a bound measured in a process of its own (`bound`: benchmarks/bounds.py), and a
+server that stores nothing (`discards`: it answers the byte count it received).
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-Mode = Literal["multipart", "raw"]
+if TYPE_CHECKING:
+    from benchmarks.inputs import InputFile
+
+Mode = Literal["multipart", "raw", "tus"]  # tus: a creation POST, then one PATCH of the whole file
 # The scenarios a contender takes part in unless it says otherwise (the --scenarios choice
 # "adversarial" runs both "adversarial" and "adversarial-stall", for multipart contenders
 # only); "proxy" is opt-in.
@@ -57,10 +63,20 @@ class Contender:
     requires: tuple[str, ...] = ()  # command-line tools that must be installed
     health_path: str | None = None  # None: a TCP connect is enough
     scenarios: tuple[str, ...] = USUAL_SCENARIOS
+    # Download contenders: put the input where the running server (its port, the run's work
+    # dir) serves it, return the URL path to GET.
+    place: Callable[[int, Path, InputFile], str] | None = None
+    bound: str | None = None  # measured by `python -m benchmarks.bounds <bound>`, not a server
+    discards: bool = False  # stores nothing; answers {"received": <bytes>}, which the harness checks
 
     @property
     def is_server(self) -> bool:
         return self.launch is not None
+
+    @property
+    def stores(self) -> bool:
+        """Takes uploads and stores them where `stored` finds them."""
+        return self.place is None and self.bound is None and not self.discards
 
 
 REGISTRY: dict[str, Contender] = {}
@@ -91,3 +107,4 @@ def uvicorn_command(target: str, launch: Launch, *, factory: bool = False) -> Se
 
 
 from benchmarks.contenders import builtin as _builtin  # noqa: E402,F401 - registers the built-in set
+from benchmarks.contenders import downloads as _downloads  # noqa: E402,F401 - and the download set

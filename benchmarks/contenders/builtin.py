@@ -28,13 +28,21 @@ def _ingest(*extra: str, module: str = "ingest") -> Callable[[Launch], ServerCom
     return launch_ingest
 
 
-def _ingest_behind_nginx(buffering: str) -> Callable[[Launch], ServerCommand]:
-    """ingest with its defaults behind nginx on the harness's port (see contenders/proxied.py)."""
+ACCEL_REDIRECT_PREFIX = "/_ingest_files/"  # the internal location of deploy/nginx/ingest.conf
+
+
+def _ingest_behind_nginx(buffering: str, *, accel_redirect: bool = False) -> Callable[[Launch], ServerCommand]:
+    """ingest with its defaults behind nginx on the harness's port (see contenders/proxied.py);
+    `accel_redirect`: downloads answered with X-Accel-Redirect, nginx sending the bytes."""
     def launch_proxied(launch: Launch) -> ServerCommand:
+        data_dir = launch.workdir / "data"
         ingest = [sys.executable, "-m", "ingest", "serve", "--host", "127.0.0.1", "--port", "{upstream_port}",
-                  "--data-dir", str(launch.workdir / "data"), "--proxy-headers"]
+                  "--data-dir", str(data_dir), "--proxy-headers"]
+        if accel_redirect:
+            ingest += ["--accel-redirect-prefix", ACCEL_REDIRECT_PREFIX]
         argv = [sys.executable, "-m", "benchmarks.contenders.proxied", "--port", str(launch.port),
-                "--prefix", str(launch.workdir / "nginx"), "--buffering", buffering, "--", *ingest]
+                "--prefix", str(launch.workdir / "nginx"), "--buffering", buffering,
+                "--files-dir", str(data_dir / "files"), "--", *ingest]
         return ServerCommand(argv)
     return launch_proxied
 
@@ -83,6 +91,12 @@ for _buffering, _what in (("off", "the shipped deploy/nginx/ingest.conf (proxy_r
         launch=_ingest_behind_nginx(_buffering), stored=_ingest_files, health_path="/healthz",
         requires=("nginx",), scenarios=("proxy",)))
 
+register(Contender(
+    name="ingest-tus", mode="tus", url_path="/files/",
+    description="ingest tus: a creation POST, then one PATCH of the whole file (resumable, one stream)",
+    settings="sha256 on, fsync on", launch=_ingest(), stored=_ingest_files, health_path="/healthz",
+    scenarios=("single",)))
+
 # --- the usual Python ways -------------------------------------------------------------------
 
 register(Contender(
@@ -108,6 +122,20 @@ register(Contender(
         [sys.executable, "-m", "benchmarks.contenders.aiohttp_multipart", "--port", str(launch.port)],
         {"BENCH_STORE_DIR": str(launch.store_dir)})))
 
+register(Contender(
+    name="sfd-naive", mode="multipart",
+    description="naive streaming-form-data endpoint: fed from request.stream(), a target os.write-ing "
+                "each chunk, on the loop, nothing else (no guards, no limits)",
+    settings="no hashing, no fsync",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.sfd_naive:app", launch),
+    scenarios=("single",)))
+register(Contender(
+    name="sfd-naive-sha256", mode="multipart",
+    description="the same with SHA-256 of each chunk inline: the unguarded reference ingest must beat",
+    settings="sha256 on, no fsync",
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.sfd_naive:app_sha256", launch),
+    scenarios=("single",)))
+
 # --- bounds ----------------------------------------------------------------------------------
 
 register(Contender(
@@ -121,6 +149,22 @@ register(Contender(
     settings="no hashing, no fsync, malloc tuned as ingest",
     launch=lambda launch: uvicorn_command("benchmarks.contenders.starlette_stream:app_tuned", launch,
                                           factory=True)))
+register(Contender(
+    name="receive-only", mode="raw", method="PUT",
+    description="uvicorn + Starlette reading the body and discarding it, malloc tuned as ingest "
+                "(the receive-only bound of the CPU decomposition)",
+    settings="nothing stored; answers the byte count, which is checked", discards=True,
+    launch=lambda launch: uvicorn_command("benchmarks.contenders.receive_only:app_tuned", launch, factory=True),
+    scenarios=("single",)))
+register(Contender(
+    name="sha256-alone", mode="raw", bound="sha256",
+    description="SHA-256 (hashlib) over the file size from a 1 MiB block in memory, in a process of its own",
+    settings="CPU of the loop only", scenarios=("single",)))
+register(Contender(
+    name="write-behind-alone", mode="raw", bound="write-behind",
+    description="the file size written in 1 MiB writes with write-behind (sync_file_range per 8 MiB window, "
+                "then POSIX_FADV_DONTNEED), then fsync, in a process of its own",
+    settings="fsync on; CPU of the loop and the fsync only", scenarios=("single",)))
 register(Contender(
     name="nginx-dav", mode="raw", method="PUT", url_path="/files/bench-{n}.bin",
     description="nginx dav_methods PUT (C reference), default client_body_buffer_size (16k)",

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", type=Path, required=True, help="nginx's config, logs and temp files")
     parser.add_argument("--buffering", choices=("on", "off"), default="off",
                         help="proxy_request_buffering (the shipped config: off)")
+    parser.add_argument("--files-dir", type=Path, default=None,
+                        help="the app's <data dir>/files, served by the internal X-Accel-Redirect location")
     parser.add_argument("upstream", nargs=argparse.REMAINDER, help="-- then the app's argv")
     args = parser.parse_args(argv)
     upstream = args.upstream[1:] if args.upstream[:1] == ["--"] else args.upstream
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # As root, workers would switch to "nobody" and could not write the temp directories
     # (under the run's work dir, so the measured filesystem is the stored files' one).
     write_config(args.prefix, upstream_port, args.port, overrides=overrides,
-                 user="root" if os.geteuid() == 0 else None)
+                 user="root" if os.geteuid() == 0 else None, files_dir=args.files_dir)
     command = nginx_argv(args.prefix, nginx)
     os.execv(command[0], command)  # ingest stays a child of this pid, now nginx's master
 
