@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.contenders import REGISTRY, missing_tools
+from benchmarks.contenders import REGISTRY, baseline, missing_tools
 from benchmarks.inputs import CACHE_DIR
 from benchmarks.machine import describe, load_average
 from benchmarks.runner import Run
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help=f"64MiB, one repetition, scenarios {QUICK_SCENARIOS}, contenders {QUICK_CONTENDERS} "
                              "(unless given): checks the harness, not speed")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run ingest as of git revision REV beside each ingest contender "
+                             "(named <contender>@<rev>): a before/after in one interleaved run")
     parser.add_argument("--list", action="store_true", help="list the contenders and exit")
     return parser
 
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.contenders = QUICK_CONTENDERS
     names = list(REGISTRY) if args.contenders == "all" else [n.strip() for n in args.contenders.split(",")]
     unknown = [name for name in names if name not in REGISTRY]
+    if args.baseline and not unknown:
+        names = baseline.twins(names, args.baseline, CACHE_DIR)
     scenarios = [s.strip() for s in args.scenarios.split(",")]
     if unknown or not set(scenarios) <= set(SCENARIOS):
         print(f"unknown contenders {unknown} or scenarios {scenarios}; see --list", file=sys.stderr)
