@@ -14,13 +14,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/ingest/bin:$PATH
 
-# Only the sources go into the build context's copy; the wheel is built and installed into
-# /opt/ingest, then the sources are removed: no compilers, no test tools, no build tree.
+# The package is built from the sources and installed into /opt/ingest; then the sources and
+# the bytecode venv creation compiled for pip are removed: no compilers, no test tools, no
+# build tree, no .pyc (PYTHONDONTWRITEBYTECODE: none written at run time either).
 COPY pyproject.toml README.md /tmp/ingest-src/
 COPY ingest /tmp/ingest-src/ingest
 RUN python3 -m venv /opt/ingest \
  && /opt/ingest/bin/pip install --no-compile "/tmp/ingest-src${EXTRAS:+[$EXTRAS]}" \
  && rm -rf /tmp/ingest-src \
+ && find /opt/ingest -name __pycache__ -prune -exec rm -rf {} + \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home ingest \
  && mkdir /data && chown ingest:ingest /data
 
