@@ -121,11 +121,11 @@ class BuiltImage:
     size_bytes: int
 
 
-def build_app_image(tag: str, base: str) -> BuiltImage:
+def build_app_image(tag: str, base: str, *, extras: str = "") -> BuiltImage:
     """The repository's Dockerfile, as README's podman command builds it, on the local base."""
     started = time.monotonic()
-    podman("build", "--format=docker", "--network=host", f"--build-arg=BASE={base}", *build_mounts(),
-           f"--tag={tag}", str(ROOT), timeout=900)
+    podman("build", "--format=docker", "--network=host", f"--build-arg=BASE={base}",
+           f"--build-arg=EXTRAS={extras}", *build_mounts(), f"--tag={tag}", str(ROOT), timeout=900)
     seconds = time.monotonic() - started
     size = int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
     return BuiltImage(tag=tag, seconds=seconds, size_bytes=size)
@@ -138,13 +138,14 @@ class Deployment:
     env: dict[str, str]
     app_port: int
     nginx_port: int
+    files: tuple[Path, ...] = tuple(COMPOSE_FILES)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.nginx_port}"
 
-    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        files = [f"--file={path}" for path in COMPOSE_FILES]
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        files = [f"--file={path}" for path in self.files]
         command = [sys.executable, "-m", "podman_compose", *files, f"--project-name={self.project}", *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                                 env=self.env, check=False)
