@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -15,11 +14,12 @@ import pytest
 from ingest.backends import BackendUnavailable, redacted, require_extra
 from tests.backends import Ceph, Postgres
 from tests.conftest import free_port
+from tests.test_packaging import clean_env
 
 
 def _ingest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ingest", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})}, check=False)
+                          timeout=120, env={**clean_env(), **(env or {})}, check=False)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:

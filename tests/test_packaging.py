@@ -8,6 +8,7 @@ served from it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -26,6 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "ingest" / "static"
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without INGEST_* settings (in-process CLI tests may have left some)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("INGEST_")}
+
+
 @dataclass
 class Built:
     sdist: Path
@@ -34,7 +40,7 @@ class Built:
 
     def command(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.venv / "bin" / "ingest"), *args], capture_output=True,
-                              text=True, timeout=timeout, check=False)
+                              text=True, timeout=timeout, env=clean_env(), check=False)
 
 
 def _run(*command: str, cwd: Path | None = None, timeout: float = 300) -> str:
@@ -103,7 +109,7 @@ def light_server(built: Built, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [str(built.venv / "bin" / "ingest"), "serve", "--data-dir", str(tmp_path / "data"),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
