@@ -1,19 +1,24 @@
 # Quick start: `make serve` runs the server on its defaults; `make test` runs the test suite.
-# Each target creates .venv on first use.
+# Each target creates .venv on first use: `serve` installs the runtime only (`pip install -e .`),
+# the others add the test tools (`.[test]`, which includes every backend and the benchmarks).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+STAMP := $(VENV)/.installed-test
 
 .PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	$(BIN)/ingest serve
 
 test: $(STAMP)

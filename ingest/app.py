@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import browser, openapi, operations, tus
+from ingest.backends import require_extra
 from ingest.body import RequestBody
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None,
 
 def _storage(settings: Settings) -> Storage:
     if settings.storage == "s3":
+        require_extra("s3")
         from ingest.storage.s3 import S3Storage, make_client
 
         client = make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
@@ -162,6 +164,7 @@ def _partials(settings: Settings, storage: Storage) -> tuple[
 
 def _catalog(settings: Settings) -> Catalog:
     if settings.catalog_url:
+        require_extra("postgres")
         from ingest.catalog.postgres import PostgresCatalog
 
         return PostgresCatalog(settings.catalog_url)

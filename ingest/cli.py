@@ -1,4 +1,4 @@
-"""`ingest serve | upload | ls | rm`: the command line.
+"""`ingest serve | upload | ls | rm | create-bucket`: the command line.
 
 `serve` turns flags into Settings (flags > INGEST_* variables > defaults) and hands them to
 uvicorn through the environment, so worker processes rebuild the very same Settings.
@@ -20,6 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest import __version__
 from ingest.config import Settings, env_name, format_value, parse_value
 
 if TYPE_CHECKING:
@@ -49,21 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ingest {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server")
-    defaults = Settings()
-    for setting in fields(Settings):
-        flag = "--" + setting.name.replace("_", "-")
-        help_text = (f"{setting.metadata['help']} "
-                     f"(env {env_name(setting.name)}, default {format_value(getattr(defaults, setting.name))!r})")
-        if setting.type == "bool":
-            serve.add_argument(flag, dest=setting.name, default=None,
-                               action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            serve.add_argument(flag, dest=setting.name, default=None, metavar=setting.name.upper(),
-                               type=functools.partial(parse_value, setting), help=help_text)
+    _add_setting_flags(serve, [s.name for s in fields(Settings)])
     serve.set_defaults(run=serve_command)
+
+    create_bucket = commands.add_parser(
+        "create-bucket", help="create the S3 bucket --storage s3 writes to (INGEST_S3_* settings)")
+    _add_setting_flags(create_bucket, [s.name for s in fields(Settings) if s.name.startswith("s3_")])
+    create_bucket.set_defaults(run=create_bucket_command)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", default=os.environ.get("INGEST_URL", "http://127.0.0.1:8000"),
@@ -88,14 +85,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """A --flag per setting named, defaulting to None: unset flags leave env and defaults be."""
+    defaults = Settings()
+    for setting in fields(Settings):
+        if setting.name not in names:
+            continue
+        flag = "--" + setting.name.replace("_", "-")
+        help_text = (f"{setting.metadata['help']} "
+                     f"(env {env_name(setting.name)}, default {format_value(getattr(defaults, setting.name))!r})")
+        if setting.type == "bool":
+            parser.add_argument(flag, dest=setting.name, default=None,
+                                action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, dest=setting.name, default=None, metavar=setting.name.upper(),
+                                type=functools.partial(parse_value, setting), help=help_text)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {s.name: getattr(args, s.name) for s in fields(Settings) if hasattr(args, s.name)}
+    return Settings.from_env(**overrides)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ingest.accesslog import log_config
+    from ingest.backends import check_backends
     from ingest.protocol import HeaderDeadlineProtocol
 
-    overrides = {s.name: getattr(args, s.name) for s in fields(Settings)}
-    settings = Settings.from_env(**overrides)
+    settings = _settings(args)
+    check_backends(settings)  # a missing extra, bucket or database: one line, before any worker
     os.environ.update(settings.to_env())
     with _metrics_across_workers(settings):
         uvicorn.run(
@@ -109,6 +129,21 @@ def serve_command(args: argparse.Namespace) -> int:
             access_log=not settings.access_log,
             timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         )
+    return 0
+
+
+def create_bucket_command(args: argparse.Namespace) -> int:
+    from ingest.backends import require_extra
+
+    settings = _settings(args)
+    require_extra("s3")
+    from ingest.storage.s3 import create_bucket, make_client
+
+    client = make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
+                         access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
+    created = create_bucket(client, settings.s3_bucket, region=settings.s3_region)
+    where = settings.s3_endpoint or "AWS"
+    print(f"bucket {settings.s3_bucket!r} {'created' if created else 'already exists'} at {where}")
     return 0
 
 

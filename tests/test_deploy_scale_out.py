@@ -34,7 +34,13 @@ def test_every_node_uses_s3_and_the_shared_postgresql_catalog(scale_out: dict[st
     assert environment["INGEST_CATALOG_URL"].startswith("postgresql://")
     assert environment["INGEST_CATALOG_URL"].rsplit("@", 1)[1].startswith("postgres:")
     assert "ports" not in services["ingest"]  # reachable through nginx only
-    assert services["ingest"]["build"] == ".."  # the project's Dockerfile
+    assert services["ingest"]["build"]["context"] == ".."  # the project's Dockerfile
+    assert services["ingest"]["build"]["args"]["EXTRAS"] == "s3,postgres"  # with both backends
+    # The bucket is made by the same image, before any node starts.
+    assert services["make-bucket"]["build"] == services["ingest"]["build"]
+    assert services["make-bucket"]["image"] == services["ingest"]["image"]
+    assert services["make-bucket"]["command"] == ["ingest", "create-bucket"]
+    assert services["ingest"]["depends_on"]["make-bucket"]["condition"] == "service_completed_successfully"
 
 
 def test_nginx_mounts_the_scale_out_config_and_points_at_the_nodes(scale_out: dict[str, Any]) -> None:

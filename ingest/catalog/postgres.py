@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -48,6 +49,11 @@ class PostgresCatalog:
         return self._pool
 
     async def open(self) -> None:
+        from ingest.backends import check_database
+
+        # One plain connection first: a missing database or role fails here in one line,
+        # not after the pool's 30 s of retries as `PoolTimeout`.
+        await anyio.to_thread.run_sync(check_database, self.url)
         await self._pool.open(wait=True, timeout=30)
         await self._migrate()
 

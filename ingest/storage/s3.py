@@ -325,3 +325,51 @@ def translated() -> Iterator[None]:
     except (ClientError, BotoCoreError) as error:
         raise os_error(error) from error
 
+
+
+def check_bucket(client: S3Client, bucket: str, *, endpoint: str) -> None:
+    """Raise BackendUnavailable, in one line naming the bucket, unless `bucket` can be used."""
+    from ingest.backends import BackendUnavailable
+
+    where = endpoint or "AWS"
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        status = _status(error)
+        if status == 404:
+            raise BackendUnavailable(
+                f"S3 bucket {bucket!r} does not exist at {where}: create it with "
+                f"`ingest create-bucket` (same INGEST_S3_* settings)") from error
+        if status == 403:
+            raise BackendUnavailable(
+                f"S3 bucket {bucket!r} at {where}: access denied (check INGEST_S3_ACCESS_KEY "
+                "and INGEST_S3_SECRET_KEY)") from error
+        raise BackendUnavailable(f"S3 bucket {bucket!r} at {where}: {error}") from error
+    except BotoCoreError as error:
+        raise BackendUnavailable(f"S3 bucket {bucket!r} at {where}: {error}") from error
+
+
+def create_bucket(client: S3Client, bucket: str, *, region: str) -> bool:
+    """Create `bucket`; False if it is there already (some stores, Ceph's among them, answer
+    CreateBucket on an existing bucket of the same owner with success, so ask first)."""
+    from ingest.backends import BackendUnavailable
+
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as error:
+        if _status(error) != 404:
+            raise BackendUnavailable(f"S3 bucket {bucket!r}: {error}") from error
+        # Outside us-east-1, AWS wants the region named again (other stores ignore it).
+        options: dict[str, Any] = {}
+        if region and region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            client.create_bucket(Bucket=bucket, **options)
+        except ClientError as create_error:
+            if create_error.response.get("Error", {}).get("Code") == "BucketAlreadyOwnedByYou":
+                return False  # created meanwhile by another node
+            raise BackendUnavailable(f"cannot create S3 bucket {bucket!r}: {create_error}") from create_error
+    except BotoCoreError as error:
+        raise BackendUnavailable(f"cannot create S3 bucket {bucket!r}: {error}") from error
+    return True
