@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ soak: $(STAMP)
 # The benchmark suite (README "Benchmarks"); pass options as BENCH_ARGS='--size 4GiB --repeat 1'.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The upload page's screenshots in README (docs/screenshots/), taken by its browser tests.
+screenshots: $(STAMP)
+	INGEST_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_browser_look.py -k no_horizontal_scroll
 
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks

@@ -19,10 +19,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/static/"
 
 # The page runs only its own scripts and talks only to its own origin; nothing may frame it.
+# blob: images are thumbnails fetched with the token (an <img> cannot send one).
 # https://www.w3.org/TR/CSP3/
 PAGE_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
