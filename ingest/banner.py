@@ -60,7 +60,7 @@ def banner(settings: Settings) -> list[tuple[int, str, dict[str, object]]]:
     lines: list[tuple[int, str, dict[str, object]]] = [
         (logging.INFO, f"data directory: {data_dir}", {"banner": "data_dir", "data_dir": str(data_dir)})]
     if settings.storage == "s3":
-        endpoint = settings.s3_endpoint or "AWS"
+        endpoint = redact_url(settings.s3_endpoint) if settings.s3_endpoint else "AWS"
         lines.append((logging.INFO, f"storage: s3, bucket {settings.s3_bucket} at {endpoint} "
                       f"(region {settings.s3_region})",
                       {"banner": "storage", "storage": "s3", "bucket": settings.s3_bucket,

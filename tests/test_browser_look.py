@@ -82,7 +82,7 @@ def upload(page: Page, *paths: Path) -> None:
                                timeout=SMALL_UPLOAD_TIMEOUT)
 
 
-def scroll_widths(page: Page) -> tuple[int, int]:
+def scroll_widths(page: Page) -> list[int]:
     return page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
 
 
@@ -118,6 +118,9 @@ def test_page_fits_its_viewport_with_no_horizontal_scroll(browser: Browser, serv
                                  ".map(row => getComputedStyle(row).display)")
         assert set(shown_as) == ({"block"} if viewport == "mobile" else {"table-row"})  # cards on a phone
         save_screenshot(page, tmp_path, f"page-{viewport}-{scheme}.png")
+        if viewport == "mobile":  # the narrowest phones in use
+            page.set_viewport_size({"width": 360, "height": 740})
+            assert scroll_widths(page) == [360, 360]
     finally:
         page.context.close()
 
