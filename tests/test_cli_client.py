@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,11 +22,18 @@ from ingest.client import Client
 MiB = 1024 * 1024
 
 
+@dataclass
+class SilentServer:
+    url: str
+    spoken_to: threading.Event  # set once a request's first bytes arrived
+
+
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_server() -> Iterator[SilentServer]:
     """A TCP listener that reads whatever comes and never answers: every upload hangs."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    spoken_to = threading.Event()
 
     def drain(connection: socket.socket) -> None:
         with connection:
@@ -35,6 +42,7 @@ def silent_server() -> Iterator[str]:
                 try:
                     if not connection.recv(1 << 16):
                         return
+                    spoken_to.set()
                 except TimeoutError:
                     continue
                 except OSError:
@@ -51,7 +59,7 @@ def silent_server() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield SilentServer(f"http://127.0.0.1:{listener.getsockname()[1]}", spoken_to)
     stop.set()
     thread.join()
     listener.close()
@@ -62,14 +70,15 @@ def silent_server() -> Iterator[str]:
     (("--resumable",), "ingest: interrupted; run the same command again to resume"),
 ])
 def test_ctrl_c_during_upload_prints_one_line_and_exits_130(
-        silent_server: str, tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+        silent_server: SilentServer, tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
     path = tmp_path / "big.bin"
     path.write_bytes(b"\0" * (4 * MiB))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "upload", "--quiet", "--url", silent_server, *flags, str(path)],
+        [sys.executable, "-m", "ingest", "upload", "--quiet", "--url", silent_server.url, *flags, str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
-    time.sleep(1.5)  # started, connected, waiting on a server that never answers
+    # Started, connected, sending (or waiting on a server that never answers).
+    assert silent_server.spoken_to.wait(timeout=60)
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=20)

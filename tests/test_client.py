@@ -76,6 +76,22 @@ def test_upload_takes_a_file_object_without_a_name(tmp_path: Path) -> None:
     assert client_for(server, tmp_path).upload(io.BytesIO(CONTENT)).id == FILE_ID
 
 
+def test_upload_streams_a_pipe_chunked(tmp_path: Path) -> None:
+    class Pipe(io.BytesIO):
+        def seekable(self) -> bool:
+            return False
+
+    def server(request: httpx.Request) -> httpx.Response:
+        assert request.read() == CONTENT
+        assert "content-length" not in request.headers and request.headers["transfer-encoding"] == "chunked"
+        return httpx.Response(201, json={"files": [described()]})
+
+    seen: list[int | None] = []
+    client_for(server, tmp_path).upload(Pipe(CONTENT), filename="f.bin",
+                                        progress=lambda done, total: seen.append(total))
+    assert set(seen) == {None}
+
+
 def test_upload_refuses_a_server_sha256_that_differs_from_the_local_bytes(tmp_path: Path) -> None:
     def server(request: httpx.Request) -> httpx.Response:
         request.read()
