@@ -65,16 +65,18 @@ def silent_server() -> Iterator[SilentServer]:
     listener.close()
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    ((), "ingest: interrupted; nothing was stored"),
-    (("--resumable",), "ingest: interrupted; run the same command again to resume"),
+@pytest.mark.parametrize(("command", "message"), [
+    (("upload",), "ingest: interrupted; nothing was stored"),
+    (("upload", "--resumable"), "ingest: interrupted; run the same command again to resume"),
+    (("download", "0" * 32, "-o"), "ingest: interrupted; run the same command again to resume"),
 ])
-def test_ctrl_c_during_upload_prints_one_line_and_exits_130(
-        silent_server: SilentServer, tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+def test_ctrl_c_during_a_transfer_prints_one_line_and_exits_130(
+        silent_server: SilentServer, tmp_path: Path, command: tuple[str, ...], message: str) -> None:
     path = tmp_path / "big.bin"
-    path.write_bytes(b"\0" * (4 * MiB))
+    if command[0] == "upload":
+        path.write_bytes(b"\0" * (4 * MiB))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "upload", "--quiet", "--url", silent_server.url, *flags, str(path)],
+        [sys.executable, "-m", "ingest", *command, str(path), "--quiet", "--url", silent_server.url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
     # Started, connected, sending (or waiting on a server that never answers).
