@@ -213,3 +213,20 @@ def test_axe_finds_no_serious_or_critical_violation(browser: Browser, server: Li
         assert results["passes"] or results["violations"] is not None  # axe really ran
     finally:
         page.context.close()
+
+
+def test_with_a_token_the_thumbnail_is_fetched_with_it(browser: Browser, files: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    server = start_server(tmp_path / "token-data", "--no-fsync", "--tokens", "s3cret")
+    try:
+        page = open_page(browser, server, "mobile")
+        page.fill("#token", "s3cret")
+        page.get_by_role("button", name="Use token").click()
+        page.wait_for_selector("#auth-status:has-text('Token accepted')")
+        upload(page, files["image"])
+        thumb = page.locator(f'li.job[data-name="{files["image"].name}"] img.job-thumb')
+        page.wait_for_function("img => img.naturalWidth === 48", arg=thumb.element_handle())
+        assert (thumb.get_attribute("src") or "").startswith("blob:")  # an <img> cannot send the token
+        page.context.close()
+    finally:
+        stop_server(server)

@@ -130,6 +130,7 @@
     const url = `uploads/${encodeURIComponent(item.id)}/content`;
     if (token()) {
       const blob = await (await api(url)).blob();
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
       img.src = URL.createObjectURL(blob);
     } else {
       img.src = url;
