@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from ingest.client import Client
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
-SIZES_NOTE = ("Sizes take binary units: 64GiB, 512MiB, 16KiB (1 KiB = 1024 bytes; k, M, G and "
-              "KB, MB, GB mean the same) or plain bytes.")
+SIZES_NOTE = ("Sizes take binary units: 64GiB, 512MiB, 16KiB (1 KiB = 1024 bytes; k or KB, M or MB, "
+              "G or GB are read as KiB, MiB, GiB) or plain bytes.")
 # Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
 # closes idle connections first and never reuses one uvicorn is closing (intermittent 502s).
 KEEP_ALIVE_TIMEOUT = 75  # seconds; uvicorn's default is 5
@@ -193,6 +193,8 @@ def _progress_bar(name: str, total: int | None, quiet: bool) -> Iterator[Callabl
 
 
 def upload_command(args: argparse.Namespace) -> int:
+    import httpx
+
     from ingest.client import ClientError
 
     failures = 0
@@ -210,7 +212,7 @@ def upload_command(args: argparse.Namespace) -> int:
                 print("ingest: interrupted; run the same command again to resume" if args.resumable
                       else "ingest: interrupted; nothing was stored", file=sys.stderr)
                 return INTERRUPTED
-            except ClientError as error:
+            except (ClientError, httpx.TransportError) as error:
                 failures += 1
                 again = " (run the command again to resume)" if args.resumable else ""
                 print(f"{path}: {error}{again}", file=sys.stderr)
