@@ -70,6 +70,10 @@ def open_page(browser: Browser, server: LiveServer, viewport: str, scheme: str =
     context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme=scheme, **options)  # type: ignore[arg-type]
     page = context.new_page()
     page.set_default_timeout(PAGE_LOAD_TIMEOUT)
+    # Playwright turns file-chooser interception on when a listener is first added, without
+    # waiting for the browser: added only inside expect_file_chooser, a key press may come
+    # first and open (then cancel) a real dialog. Added here, it is on long before.
+    page.on("filechooser", lambda chooser: None)
     page.goto(server.url + "/")
     page.wait_for_selector("body[data-ready]", state="attached")
     return page
@@ -189,8 +193,12 @@ def test_the_file_button_is_reached_by_keyboard_and_shows_its_focus(browser: Bro
         assert page.eval_on_selector("#files-label", "label => getComputedStyle(label).outlineStyle") == "solid"
         assert page.eval_on_selector("#files", "input => [...input.labels].map(l => l.textContent.trim())") == [
             "Choose files"]  # one label, the visible button
+        page.evaluate("""() => { window.fileInputClicks = [];
+            document.querySelector('#files').addEventListener(
+                'click', event => window.fileInputClicks.push(event.isTrusted)); }""")
         with page.expect_file_chooser(timeout=PAGE_LOAD_TIMEOUT):
-            page.keyboard.press("Enter")
+            page.keyboard.press(" ")
+        assert page.evaluate("window.fileInputClicks") == [True]  # the key press itself opened it
         assert page.get_attribute("#announcer", "aria-live") == "polite"
     finally:
         page.context.close()
