@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak screenshots
 
 $(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ soak: $(STAMP)
 # The benchmark suite (README "Benchmarks"); pass options as BENCH_ARGS='--size 4GiB --repeat 1'.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The upload page's screenshots in README (docs/screenshots/), taken by its browser tests.
+screenshots: $(STAMP)
+	INGEST_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_browser_look.py -k no_horizontal_scroll
 
 lint: $(STAMP)
 	$(BIN)/ruff check ingest tests benchmarks

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import browser, openapi, operations, tus
+from ingest import banner, browser, openapi, operations, tus
 from ingest.backends import require_extra
 from ingest.body import RequestBody
 from ingest.catalog.base import Catalog
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        banner.log_banner(settings)
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)

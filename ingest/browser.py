@@ -1,7 +1,8 @@
-"""The browser upload page: static files shipped inside the package, served at `/`.
+"""The browser pages: the upload page at `/` and the API page (Swagger UI) at `/docs`, static
+files shipped inside the package.
 
-The page holds no secret, so it and its assets load without a token (`is_page_path`); every
-API call it makes carries the token the person typed in. It uses relative URLs only, so it
+The pages hold no secret, so they and their assets load without a token (`is_page_path`);
+every API call they make carries the token the person typed in. It uses relative URLs only, so it
 also works when a proxy mounts ingest under a path prefix.
 """
 
@@ -18,10 +19,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/static/"
 
 # The page runs only its own scripts and talks only to its own origin; nothing may frame it.
+# blob: images are thumbnails fetched with the token (an <img> cannot send one).
 # https://www.w3.org/TR/CSP3/
 PAGE_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -30,9 +32,17 @@ PAGE_HEADERS = {
 }
 
 
+# Swagger UI (React) sets style attributes at run time: the API page allows inline styles, and
+# nothing else the upload page forbids. Its scripts are still only our own files.
+DOCS_HEADERS = {**PAGE_HEADERS, "content-security-policy": PAGE_HEADERS["content-security-policy"].replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'")}
+PAGE_PATHS = ("/", "/docs")
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET", "HEAD"], name="page"),
+        Route("/docs", docs, methods=["GET", "HEAD"], name="docs"),
         Mount(STATIC_PREFIX.rstrip("/"), app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 
@@ -40,9 +50,14 @@ def routes() -> list[BaseRoute]:
 def is_page_path(path: str) -> bool:
     """True for the page and its assets, which need no token. The router does not resolve
     `..`, so a path under the static prefix can only ever reach a static file."""
-    return path == "/" or path.startswith(STATIC_PREFIX)
+    return path in PAGE_PATHS or path.startswith(STATIC_PREFIX)
 
 
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
                         headers=PAGE_HEADERS)
+
+
+async def docs(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "docs.html", media_type="text/html; charset=utf-8",
+                        headers=DOCS_HEADERS)

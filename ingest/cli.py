@@ -1,32 +1,36 @@
-"""`ingest serve | upload | ls | rm | create-bucket`: the command line.
+"""`ingest serve | upload | download | ls | rm | create-bucket`: the command line.
 
 `serve` turns flags into Settings (flags > INGEST_* variables > defaults) and hands them to
-uvicorn through the environment, so worker processes rebuild the very same Settings.
+uvicorn through the environment, so worker processes rebuild the very same Settings. The other
+commands are thin shells over `ingest.client`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ingest import __version__
-from ingest.config import Settings, env_name, format_value, parse_value
+from ingest.config import Settings, env_name, format_setting, human_size, parse_value
 
 if TYPE_CHECKING:
-    import httpx  # imported by the client commands only: `serve` never loads it
+    # Imported by the client commands only: `serve` never loads httpx.
+    from ingest.client import Client
 
-READ_SIZE = 1024 * 1024
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
+SIZES_NOTE = ("Sizes take binary units: 64GiB, 512MiB, 16KiB (1 KiB = 1024 bytes; k or KB, M or MB, "
+              "G or GB are read as KiB, MiB, GiB) or plain bytes.")
 # Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
 # closes idle connections first and never reuses one uvicorn is closing (intermittent 502s).
 KEEP_ALIVE_TIMEOUT = 75  # seconds; uvicorn's default is 5
@@ -37,12 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:
+        print("ingest: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except (OSError, ValueError) as error:
         print(f"ingest: {error}", file=sys.stderr)
         return 1
     except Exception as error:
         client_library = sys.modules.get("httpx")  # loaded only if a client command ran
-        if client_library is None or not isinstance(error, client_library.HTTPError):
+        client_errors = sys.modules.get("ingest.client.errors")
+        if not ((client_library is not None and isinstance(error, client_library.HTTPError))
+                or (client_errors is not None and isinstance(error, client_errors.ClientError))):
             raise
         print(f"ingest: {error}", file=sys.stderr)
         return 1
@@ -53,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ingest {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser("serve", help="run the server", epilog=SIZES_NOTE,
+                                description="Run the server. Flags override INGEST_* variables. " + SIZES_NOTE)
     _add_setting_flags(serve, [s.name for s in fields(Settings)])
     serve.set_defaults(run=serve_command)
 
@@ -68,15 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--token", default=os.environ.get("INGEST_TOKEN"),
                         help="bearer token (env INGEST_TOKEN)")
 
-    upload = commands.add_parser("upload", parents=[client], help="upload files, verify sha256")
+    upload = commands.add_parser(
+        "upload", parents=[client], help="upload files, verify sha256",
+        description="Upload files. Each file is hashed while it is sent and the sha256 the server "
+                    "returns is checked against it; stdout gets 'ID  SHA256  SIZE  FILE' per verified file.")
     upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    upload.add_argument("--quiet", action="store_true", help="no progress bar")
+    upload.add_argument("--quiet", action="store_true", help="no progress bar, no verification note")
     upload.add_argument("--resumable", action="store_true",
-                        help="upload with tus; run again after an interruption to resume")
+                        help="upload with tus; run the same command again after an interruption to resume")
     upload.set_defaults(run=upload_command)
 
-    listing = commands.add_parser("ls", parents=[client], help="list stored files")
-    listing.add_argument("--limit", type=int, default=100)
+    download = commands.add_parser(
+        "download", parents=[client], help="download a stored file, verify sha256",
+        description="Download a stored file. The bytes go to a hidden .part file beside the "
+                    "destination; an interrupted download resumes when run again; the sha256 is "
+                    "checked against the catalog's before the file takes its name.")
+    download.add_argument("file_id", metavar="ID")
+    download.add_argument("-o", "--output", type=Path, default=None, metavar="PATH",
+                          help="file or directory to write (default: the stored name, here)")
+    download.add_argument("--force", action="store_true", help="replace an existing, different file")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(run=download_command)
+
+    listing = commands.add_parser("ls", parents=[client], help="list stored files, newest first")
+    listing.add_argument("--limit", type=int, default=None, metavar="N",
+                         help="show at most N files (default: all of them, fetched page by page)")
+    listing.add_argument("--json", action="store_true", help="print one JSON array of the files' descriptions")
     listing.set_defaults(run=ls_command)
 
     remove = commands.add_parser("rm", parents=[client], help="delete stored files")
@@ -92,13 +119,16 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) ->
         if setting.name not in names:
             continue
         flag = "--" + setting.name.replace("_", "-")
+        default = format_setting(setting, getattr(defaults, setting.name))
+        unit = "size, " if setting.metadata.get("size") else ""
         help_text = (f"{setting.metadata['help']} "
-                     f"(env {env_name(setting.name)}, default {format_value(getattr(defaults, setting.name))!r})")
+                     f"({unit}env {env_name(setting.name)}, default {default or repr(default)})")
         if setting.type == "bool":
             parser.add_argument(flag, dest=setting.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            parser.add_argument(flag, dest=setting.name, default=None, metavar=setting.name.upper(),
+            metavar = "SIZE" if setting.metadata.get("size") else setting.name.upper()
+            parser.add_argument(flag, dest=setting.name, default=None, metavar=metavar,
                                 type=functools.partial(parse_value, setting), help=help_text)
 
 
@@ -176,105 +206,100 @@ def _metrics_across_workers(settings: Settings) -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
-    import httpx
+def _client(args: argparse.Namespace) -> Client:
+    from ingest.client import Client
 
-    headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
-    return httpx.Client(base_url=args.url, headers=headers,
-                        timeout=httpx.Timeout(60.0, read=None, write=None))
+    return Client(args.url, token=args.token)
+
+
+@contextlib.contextmanager
+def _progress_bar(name: str, total: int | None, quiet: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """A tqdm bar on stderr, as a client progress callback `(bytes_done, bytes_total)`."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+              disable=quiet, file=sys.stderr) as bar:
+        def update(done: int, total: int | None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        yield update
 
 
 def upload_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    import httpx
 
-    if args.resumable:
-        return resumable_upload_command(args)
+    from ingest.client import ClientError
+
     failures = 0
     with _client(args) as client:
         for path in args.files:
             size = path.stat().st_size
-            local_hash = hashlib.sha256()
-            with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=path.name, disable=args.quiet, file=sys.stderr) as progress:
-                def chunks(progress: Any = progress, local_hash: Any = local_hash,
-                           path: Path = path) -> Iterator[bytes]:
-                    with path.open("rb") as source:
-                        while block := source.read(READ_SIZE):
-                            local_hash.update(block)
-                            progress.update(len(block))
-                            yield block
-
-                response = client.put(
-                    "/uploads/" + _quote_segment(path.name), content=chunks(),
-                    headers={"content-length": str(size),
-                             "content-type": "application/octet-stream"})
-            if response.status_code != 201:
+            try:
+                with _progress_bar(path.name, size, args.quiet) as progress:
+                    if args.resumable:
+                        stored = client.upload_resumable(path, progress=progress)
+                    else:
+                        stored = client.upload(path, progress=progress)
+            except KeyboardInterrupt:
+                # One line, no traceback: what happened to this file and what to do next.
+                print("ingest: interrupted; run the same command again to resume" if args.resumable
+                      else "ingest: interrupted; nothing was stored", file=sys.stderr)
+                return INTERRUPTED
+            except (ClientError, httpx.TransportError) as error:
                 failures += 1
-                print(f"{path}: {_error_text(response)}", file=sys.stderr)
+                again = " (run the command again to resume)" if args.resumable else ""
+                print(f"{path}: {error}{again}", file=sys.stderr)
                 continue
-            stored = response.json()["files"][0]
-            if stored["sha256"] != local_hash.hexdigest():
-                failures += 1
-                print(f"{path}: server stored sha256 {stored['sha256']}, local file has "
-                      f"{local_hash.hexdigest()}", file=sys.stderr)
-                continue
-            print(f"{stored['id']}  {stored['sha256']}  {stored['size']}  {path}")
+            if not args.quiet:
+                print(f"{path}: stored as {stored.id}, {human_size(stored.size)}; sha256 verified "
+                      "against the local file", file=sys.stderr)
+            print(f"{stored.id}  {stored.sha256}  {stored.size}  {path}")
     return 1 if failures else 0
 
 
-def resumable_upload_command(args: argparse.Namespace) -> int:
-    import httpx
-    from tqdm import tqdm
+def download_command(args: argparse.Namespace) -> int:
+    from ingest.client import ClientError
 
-    from ingest.tus.client import ResumableUpload, TusError, UploadUrls, state_path
-
-    failures = 0
-    urls = UploadUrls(state_path())
     with _client(args) as client:
-        for path in args.files:
-            with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=path.name, disable=args.quiet, file=sys.stderr) as progress:
-                try:
-                    stored = ResumableUpload(client, path, urls=urls, progress=progress).run()
-                except (TusError, httpx.TransportError) as error:
-                    failures += 1
-                    print(f"{path}: {error} (run the command again to resume)", file=sys.stderr)
-                    continue
-            print(f"{stored['id']}  {stored['sha256']}  {stored['size']}  {path}")
-    return 1 if failures else 0
+        try:
+            stored = client.get(args.file_id)
+            with _progress_bar(stored.filename, stored.size, args.quiet) as progress:
+                written = client.download(args.file_id, args.output, force=args.force, progress=progress)
+        except KeyboardInterrupt:
+            print("ingest: interrupted; run the same command again to resume", file=sys.stderr)
+            return INTERRUPTED
+        except ClientError as error:
+            print(f"{args.file_id}: {error}", file=sys.stderr)
+            return 1
+    if not args.quiet:
+        print(f"{written}: {human_size(stored.size)}; sha256 verified against the catalog", file=sys.stderr)
+    print(written)
+    return 0
 
 
 def ls_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.get("/uploads", params={"limit": args.limit})
-        if response.status_code != 200:
-            print(_error_text(response), file=sys.stderr)
-            return 1
-        for item in response.json()["items"]:
-            print(f"{item['id']}  {item['size']:>14}  {item['created_at']}  {item['filename']}")
+        items = client.list(limit=args.limit)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(item) for item in items], indent=1))
+            return 0
+        for item in items:
+            print(f"{item.id}  {human_size(item.size):>10}  {item.created_at}  {item.filename}")
     return 0
 
 
 def rm_command(args: argparse.Namespace) -> int:
+    from ingest.client import ClientError
+
     failures = 0
     with _client(args) as client:
         for file_id in args.ids:
-            response = client.delete(f"/uploads/{_quote_segment(file_id)}")
-            if response.status_code != 204:
+            try:
+                client.delete(file_id)
+            except ClientError as error:
                 failures += 1
-                print(f"{file_id}: {_error_text(response)}", file=sys.stderr)
+                print(f"{file_id}: {error}", file=sys.stderr)
     return 1 if failures else 0
 
-
-def _quote_segment(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return f"{response.status_code} {body['error']}: {body['detail']}"
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return f"{response.status_code} {response.text[:200]}"

@@ -24,20 +24,25 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _size(default: int, help: str) -> Any:
+    """A setting in bytes: it takes `64GiB`-style values and its help shows them that way."""
+    return field(default=default, metadata={"help": help, "size": True})
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     data_dir: Path = _setting(Path("data"), "directory holding stored files, temp files and the catalog")
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8000, "port to listen on")
     workers: int = _setting(1, "uvicorn worker processes sharing the data dir and catalog")
-    max_file_size: int = _setting(64 * GiB, "largest accepted file, in bytes")
-    max_request_size: int = _setting(64 * GiB, "largest accepted request body, in bytes")
+    max_file_size: int = _size(64 * GiB, "largest accepted file")
+    max_request_size: int = _size(64 * GiB, "largest accepted request body")
     max_parts: int = _setting(1000, "most parts (files + fields) in one multipart request")
-    max_field_size: int = _setting(64 * KiB, "largest text field of a multipart request, in bytes")
-    max_part_header_size: int = _setting(16 * KiB, "largest header block of one multipart part, in bytes")
+    max_field_size: int = _size(64 * KiB, "largest text field of a multipart request")
+    max_part_header_size: int = _size(16 * KiB, "largest header block of one multipart part")
     fsync: bool = _setting(True, "fsync each file and its directory before it is committed")
-    block_size: int = _setting(1 * MiB, "bytes gathered before one hash+write step in a worker thread")
-    write_behind: int = _setting(
+    block_size: int = _size(1 * MiB, "bytes gathered before one hash+write step in a worker thread")
+    write_behind: int = _size(
         8 * MiB, "local disk: bytes per write-behind window (start writeback, drop written pages); 0 = off")
     tokens: tuple[str, ...] = _setting((), "bearer tokens, comma-separated; empty = no auth")
     proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
@@ -50,20 +55,20 @@ class Settings:
     s3_bucket: str = _setting("ingest", "S3 bucket holding the files (must exist)")
     s3_access_key: str = _setting("", "S3 access key; empty = boto3's default credential chain")
     s3_secret_key: str = _setting("", "S3 secret key; empty = boto3's default credential chain")
-    s3_part_size: int = _setting(8 * MiB, "S3 multipart part size, at least 5MiB (raised to fit 10,000 parts)")
+    s3_part_size: int = _size(8 * MiB, "S3 multipart part size, at least 5MiB (raised to fit 10,000 parts)")
     s3_parts_in_flight: int = _setting(4, "S3 parts uploaded at once per file; memory <= part size x (this + 1)")
     s3_presign_seconds: int = _setting(0, "downloads from S3: 0 = streamed by ingest, N = redirect to a URL valid N s")
     accel_redirect_prefix: str = _setting(
         "", "URL path of an internal nginx location on <data dir>/files (e.g. /_ingest_files/): local "
             "downloads answer with X-Accel-Redirect and nginx sends the bytes; empty = ingest sends them")
     catalog_url: str = _setting("", "postgresql://... for a shared PostgreSQL catalog; empty = SQLite in the data dir")
-    multipart_min_parse_rate: int = _setting(
+    multipart_min_parse_rate: int = _size(
         256 * MiB, "bytes per CPU-second a multipart body must parse at, after the grace; 0 = no limit")
     multipart_parse_grace_ms: int = _setting(250, "CPU milliseconds of multipart parsing free of the rate limit")
     header_timeout: int = _setting(30, "seconds a client gets to send a request's line and headers (slowloris)")
     body_idle_timeout: int = _setting(60, "seconds a request body may send nothing before it is dropped (408)")
-    body_min_rate: int = _setting(
-        1024, "bytes/s an upload body must average once it has lasted body_idle_timeout (408); 0 = no limit")
+    body_min_rate: int = _size(
+        1 * KiB, "bytes/s an upload body must average once it has lasted body_idle_timeout (408); 0 = no limit")
     max_concurrent_uploads: int = _setting(
         256, "uploads received at once per worker; more get 503 + Retry-After; 0 = no limit")
     shutdown_grace: int = _setting(30, "seconds in-flight uploads get to finish after SIGTERM")
@@ -74,7 +79,7 @@ class Settings:
     hook_timeout: float = _setting(5.0, "seconds one hook delivery may take; a pre-* hook past it fails")
     hook_retries: int = _setting(3, "extra attempts for a failed post-* delivery")
     hook_backoff: float = _setting(0.5, "seconds before the first retry, doubling after each")
-    hook_max_response_size: int = _setting(64 * KiB, "largest answer read from the webhook, in bytes")
+    hook_max_response_size: int = _size(64 * KiB, "largest answer read from the webhook")
     hook_forward_headers: tuple[str, ...] = _setting((), "request headers passed on to the webhook, comma-separated")
     hook_queue_size: int = _setting(1000, "post-* events waiting for delivery; beyond, events are dropped")
     hook_fail_open: bool = _setting(False, "let uploads through when a pre-* hook fails or times out")
@@ -152,6 +157,31 @@ def parse_size(raw: str) -> int:
     if unit not in _SIZE_UNITS or not number:
         raise ValueError(f"not a size: {raw!r}")
     return int(float(number) * _SIZE_UNITS[unit])
+
+
+def format_size(size: int) -> str:
+    """Bytes as people type them: `68719476736` -> `64GiB`; exact, else plain bytes."""
+    for unit, factor in (("TiB", 1024 * GiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def human_size(size: int) -> str:
+    """Bytes for reading, rounded: `3145728` -> `3.0 MiB`, `512` -> `512 B`."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_setting(setting: dataclasses.Field[Any], value: Any) -> str:
+    """A setting's value as its flag takes it: sizes in binary units."""
+    if setting.metadata.get("size") and isinstance(value, int):
+        return format_size(value)
+    return format_value(value)
 
 
 def format_value(value: Any) -> str:

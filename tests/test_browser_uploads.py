@@ -400,7 +400,7 @@ def test_files_dropped_on_the_page_are_uploaded_then_downloaded_and_deleted_from
         assert listed(server)["dropped-a.txt"]["sha256"] == hashlib.sha256(b"hello from a drop\n").hexdigest()
 
         with page.expect_download(timeout=SMALL_UPLOAD_TIMEOUT) as download_info:
-            page.get_by_role("link", name="Download dropped-b.bin").click()
+            page.locator("#stored").get_by_role("link", name="Download dropped-b.bin").click()
         download = download_info.value
         assert download.suggested_filename == "dropped-b.bin"
         saved = tmp_path / "downloaded.bin"

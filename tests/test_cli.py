@@ -13,7 +13,7 @@ import pytest
 
 from ingest import cli
 from ingest.config import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, wait_until
 
 
 def test_serve_flags_become_settings_and_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -77,3 +77,42 @@ def test_upload_shows_a_progress_bar_and_reports_server_errors(tmp_path: Path, l
     assert "p.bin" in result.stderr and "100%" in result.stderr
     refused = run_cli("upload", "--url", live_server.url, "--token", "x", "--quiet", str(tmp_path / "absent.bin"))
     assert refused.returncode == 1 and "absent.bin" in refused.stderr
+
+
+def test_download_verifies_resumes_and_never_overwrites_a_different_file(
+        live_server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    body = os.urandom(3 * 1024 * 1024)
+    source.write_bytes(body)
+    uploaded = run_cli("upload", "--url", live_server.url, str(source))
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "sha256 verified against the local file" in uploaded.stderr
+    file_id, digest = uploaded.stdout.split()[:2]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fetched = run_cli("download", "--url", live_server.url, file_id, "-o", str(out))
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip() == str(out / "source.bin")
+    assert (out / "source.bin").read_bytes() == body
+    assert "sha256 verified against the catalog" in fetched.stderr and "100%" in fetched.stderr
+
+    # An interrupted download: the first MiB is in the .part file, with the ETag it came with.
+    target = out / "again.bin"
+    partial = out / f".again.bin.{file_id}.part"
+    partial.write_bytes(body[:1024 * 1024])
+    partial.with_name(partial.name + ".etag").write_text(f'"{digest}"')
+    resumed = run_cli("download", "--url", live_server.url, "--quiet", file_id, "-o", str(target))
+    assert resumed.returncode == 0, resumed.stderr
+    assert target.read_bytes() == body and not partial.exists()
+    # The server sent only the rest (its access-log line may land just after the client is done).
+    assert wait_until(lambda: any(f"/uploads/{file_id}/content" in line and " 206 " in line
+                                  for line in live_server.log().splitlines()), timeout=10)
+
+    other = out / "mine.bin"
+    other.write_bytes(b"someone else's file")
+    refused = run_cli("download", "--url", live_server.url, "--quiet", file_id, "-o", str(other))
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    assert other.read_bytes() == b"someone else's file"
+    forced = run_cli("download", "--url", live_server.url, "--quiet", "--force", file_id, "-o", str(other))
+    assert forced.returncode == 0 and other.read_bytes() == body

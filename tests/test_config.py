@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import Settings, parse_size
+from ingest.config import Settings, format_size, human_size, parse_size
 
 
 def test_environment_variables_override_defaults() -> None:
@@ -51,3 +51,16 @@ def test_readme_documents_every_setting() -> None:
     for name in Settings.__dataclass_fields__:
         assert f"`INGEST_{name.upper()}`" in readme
         assert f"`--{name.replace('_', '-')}" in readme
+
+
+@pytest.mark.parametrize(("size", "typed"), [(64 * 1024**3, "64GiB"), (16 * 1024, "16KiB"), (1024**2, "1MiB"),
+                                             (1536, "1536"), (0, "0"), (2 * 1024**4, "2TiB")])
+def test_sizes_are_shown_as_people_type_them_and_read_back(size: int, typed: str) -> None:
+    assert format_size(size) == typed
+    assert parse_size(typed) == size
+
+
+@pytest.mark.parametrize(("size", "shown"), [(512, "512 B"), (3 * 1024**2, "3.0 MiB"), (1536, "1.5 KiB"),
+                                             (5 * 1024**4, "5.0 TiB")])
+def test_human_sizes_round_to_one_decimal(size: int, shown: str) -> None:
+    assert human_size(size) == shown

@@ -1,4 +1,4 @@
-"""The resumable CLI client, without a server: where it keeps upload URLs and how it resumes."""
+"""The tus client (ingest.client.tus), without a server: where it keeps upload URLs and how it resumes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.tus.client import ResumableUpload, UploadUrls, state_path
+from ingest.client.tus import ResumableUpload, UploadUrls, state_path
 
 
 def test_upload_urls_live_under_the_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -31,11 +31,8 @@ class Progress:
     def __init__(self) -> None:
         self.n = 0
 
-    def reset(self, total: int) -> None:
-        self.n = 0
-
-    def update(self, count: int) -> None:
-        self.n += count
+    def __call__(self, done: int, total: int) -> None:
+        self.n = done
 
 
 def test_a_known_upload_resumes_from_the_server_offset(tmp_path: Path) -> None:

@@ -183,8 +183,9 @@ def test_cli_resumable_upload_resumes_when_run_again_after_an_interruption(
             time.sleep(0.05)
         assert proxy.faults == 1
         first.send_signal(signal.SIGINT)  # Ctrl-C
-        first.communicate(timeout=30)
-        assert first.returncode != 0
+        _, interrupted = first.communicate(timeout=30)
+        assert first.returncode == 130
+        assert interrupted.decode().splitlines() == ["ingest: interrupted; run the same command again to resume"]
         [upload_url] = json.loads(state_file.read_text()).values()
         proxy.release()
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -17,6 +17,9 @@
   const PARALLEL_UPLOADS = 3;
   const SPEED_WINDOW_MS = 5000;
   const PAGE_SIZE = 50;
+  // Thumbnails come from the download endpoint (a plain GET, sized in CSS); past this size an
+  // image is not fetched just to be shown small.
+  const THUMBNAIL_MAX_BYTES = 20 * 1024 * 1024;
 
   const $ = (selector) => document.querySelector(selector);
   const params = new URLSearchParams(location.search);
@@ -51,6 +54,89 @@
 
   function announce(text) {
     $("#announcer").textContent = text;
+  }
+
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  // --- what a stored file shows: shortened hash with a copy button, download link, thumbnail --
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    const scratch = element("textarea");
+    scratch.value = text;
+    scratch.setAttribute("readonly", "");
+    scratch.className = "visually-hidden";
+    document.body.append(scratch);
+    scratch.select();
+    document.execCommand("copy");
+    scratch.remove();
+  }
+
+  function hashView(sha256, name) {
+    const box = element("span", "hash");
+    // Shown shortened; the whole hash stays in the text for screen readers, search and copy.
+    const short = element("code");
+    short.title = sha256;
+    short.dataset.sha256 = sha256;
+    const visible = element("span", "short", `${sha256.slice(0, 10)}…${sha256.slice(-6)}`);
+    visible.setAttribute("aria-hidden", "true");
+    short.append(visible, element("span", "visually-hidden", sha256));
+    const copy = element("button", "copy", "Copy");
+    copy.type = "button";
+    copy.setAttribute("aria-label", `Copy the SHA-256 of ${name}`);
+    copy.addEventListener("click", async () => {
+      try {
+        await copyText(sha256);
+        copy.textContent = "Copied";
+        announce(`SHA-256 of ${name} copied`);
+      } catch (error) {
+        copy.textContent = "Copy failed";
+      }
+      setTimeout(() => { copy.textContent = "Copy"; }, 2000);
+    });
+    box.append(short, copy);
+    return box;
+  }
+
+  function wireDownload(link, item) {
+    link.href = `uploads/${encodeURIComponent(item.id)}/content`;
+    link.addEventListener("click", (event) => {
+      if (!token()) return; // a plain link: the browser streams it to disk
+      // A link cannot carry the Authorization header: fetch it, then save the blob. This holds
+      // the whole file in memory, so very large files are better fetched with curl or the CLI.
+      event.preventDefault();
+      api(link.href).then((response) => response.blob()).then((blob) => {
+        const save = document.createElement("a");
+        save.href = URL.createObjectURL(blob);
+        save.download = item.filename;
+        save.click();
+        setTimeout(() => URL.revokeObjectURL(save.href), 60000);
+      }).catch((error) => {
+        $("#stored-status").textContent = `${item.filename} could not be downloaded: ${error.message}`;
+      });
+    });
+  }
+
+  async function showThumbnail(img, item) {
+    if (!item.content_type.startsWith("image/") || item.size > THUMBNAIL_MAX_BYTES) return false;
+    const url = `uploads/${encodeURIComponent(item.id)}/content`;
+    if (token()) {
+      const blob = await (await api(url)).blob();
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+      img.src = URL.createObjectURL(blob);
+    } else {
+      img.src = url;
+    }
+    img.hidden = false;
+    return true;
   }
 
   // --- the API --------------------------------------------------------------------------------
@@ -193,6 +279,28 @@
       this.el.querySelector(".job-status").textContent = this.statusText();
     }
 
+    // The stored file as the server describes it: name, size, SHA-256, a download link and,
+    // for an image, a thumbnail.
+    showResult(item) {
+      this.stored = item;
+      this.el.dataset.id = item.id;
+      const result = this.el.querySelector(".job-result");
+      result.querySelector(".job-stored-name").textContent = item.filename;
+      const size = result.querySelector(".job-stored-size");
+      size.textContent = formatBytes(item.size);
+      size.title = `${item.size} bytes`;
+      result.querySelector(".job-sha256").replaceChildren(hashView(item.sha256, item.filename));
+      result.hidden = false;
+      const link = this.el.querySelector(".job-download");
+      link.setAttribute("aria-label", `Download ${item.filename}, just uploaded`);
+      wireDownload(link, item);
+      link.hidden = false;
+      const img = this.el.querySelector(".job-thumb");
+      showThumbnail(img, item).then((shown) => {
+        if (shown) this.el.classList.add("has-thumb");
+      }).catch(() => undefined);
+    }
+
     togglePause() {
       if (this.state === "paused" || this.state === "error") {
         this.setState("queued");
@@ -226,6 +334,10 @@
         onProgress(sent) {
           job.progress(sent);
         },
+        onAfterResponse(request, response) {
+          const fileId = response.getHeader("Ingest-File-Id");
+          if (fileId) job.fileId = fileId;
+        },
         onShouldRetry(error) {
           const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
           // The request itself was refused (too large, bad token...): sending again will not help.
@@ -241,6 +353,10 @@
           job.setState("done");
           refreshStoredSoon();
           showUnfinished();
+          if (job.fileId) {
+            api(`uploads/${encodeURIComponent(job.fileId)}`).then((response) => response.json())
+              .then((item) => job.showResult(item)).catch(() => undefined);
+          }
         },
         onError(error) {
           const response = error.originalResponse;
@@ -289,6 +405,11 @@
           this.sent = this.file.size;
           this.setState("done");
           refreshStoredSoon();
+          try {
+            this.showResult(JSON.parse(xhr.responseText).files[0]);
+          } catch (ignored) {
+            // stored all the same; the list below shows it
+          }
         } else {
           this.setState("error", errorText(xhr.status, xhr.responseText));
           if (xhr.status === 401) showAuth(errorText(401, xhr.responseText));
@@ -344,7 +465,9 @@
   let announcedQuarter = 0;
   function render() {
     for (const job of jobs) job.render();
-    const counted = jobs.filter((job) => job.state !== "cancelled");
+    // A failed file counts again once retried; until then it is named, not summed.
+    const counted = jobs.filter((job) => job.state !== "cancelled" && job.state !== "error");
+    const failed = jobs.length - counted.length - jobs.filter((job) => job.state === "cancelled").length;
     const total = counted.reduce((sum, job) => sum + job.file.size, 0);
     const sent = counted.reduce((sum, job) => sum + job.sent, 0);
     const speed = counted.reduce((sum, job) => sum + (job.state === "uploading" ? job.speed() : 0), 0);
@@ -353,6 +476,7 @@
     $("#total-progress").value = pct;
     let text = `${pct} % · ${done} of ${counted.length} files · ${formatBytes(sent)} of ${formatBytes(total)}`;
     if (speed > 0) text += ` · ${formatBytes(speed)}/s, ${formatDuration((total - sent) / speed)} left`;
+    if (failed > 0) text += ` · ${failed} failed`;
     $("#total-text").textContent = text;
     // Announce the total at each quarter only, so screen readers are not flooded.
     const quarter = Math.floor(pct / 25);
@@ -424,43 +548,27 @@
   function storedRow(item) {
     const row = document.createElement("tr");
     row.dataset.id = item.id;
-    const cell = (className, ...children) => {
+    // data-label names each cell where narrow screens show rows as cards.
+    const cell = (className, label, ...children) => {
       const td = document.createElement("td");
       td.className = className;
+      td.dataset.label = label;
       td.append(...children);
       row.append(td);
       return td;
     };
-    cell("name", item.filename);
-    cell("size", formatBytes(item.size)).title = `${item.size} bytes`;
+    cell("name", "Name", item.filename);
+    cell("size", "Size", formatBytes(item.size)).title = `${item.size} bytes`;
     const created = document.createElement("time");
     created.dateTime = item.created_at;
     created.textContent = new Date(item.created_at).toLocaleString();
-    cell("created", created);
-    const digest = document.createElement("code");
-    digest.textContent = item.sha256;
-    cell("sha256", digest);
+    cell("created", "Uploaded", created);
+    cell("sha256", "SHA-256", hashView(item.sha256, item.filename));
 
-    const download = document.createElement("a");
+    const download = element("a", "", "Download");
     const id = encodeURIComponent(item.id);
-    download.href = `uploads/${id}/content`;
-    download.textContent = "Download";
     download.setAttribute("aria-label", `Download ${item.filename}`);
-    download.addEventListener("click", (event) => {
-      if (!token()) return; // a plain link: the browser streams it to disk
-      // A link cannot carry the Authorization header: fetch it, then save the blob. This holds
-      // the whole file in memory, so very large files are better fetched with curl or the CLI.
-      event.preventDefault();
-      api(download.href).then((response) => response.blob()).then((blob) => {
-        const link = document.createElement("a");
-        link.href = URL.createObjectURL(blob);
-        link.download = item.filename;
-        link.click();
-        setTimeout(() => URL.revokeObjectURL(link.href), 60000);
-      }).catch((error) => {
-        $("#stored-status").textContent = `${item.filename} could not be downloaded: ${error.message}`;
-      });
-    });
+    wireDownload(download, item);
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Delete";
@@ -476,7 +584,7 @@
         $("#stored-status").classList.add("error");
       }
     });
-    cell("actions", download, remove);
+    cell("actions", "", download, remove);
     return row;
   }
 
@@ -514,13 +622,20 @@
       input.value = "";
     });
     const zone = $("#dropzone");
+    // The whole zone is one target: a click anywhere opens the file picker (the label and the
+    // hidden input, which keyboards reach, do so themselves).
+    zone.addEventListener("click", (event) => {
+      if (!event.target.closest("label, input, button, a")) input.click();
+    });
     for (const name of ["dragenter", "dragover"]) {
       zone.addEventListener(name, (event) => {
         event.preventDefault();
         zone.classList.add("dragging");
       });
     }
-    zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+    zone.addEventListener("dragleave", (event) => {
+      if (!zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+    });
     zone.addEventListener("drop", (event) => {
       event.preventDefault();
       zone.classList.remove("dragging");

@@ -13,8 +13,8 @@ from email.utils import formatdate
 from typing import Any
 
 from ingest.errors import InvalidRequest
+from ingest.wire import TUS_VERSION as TUS_VERSION  # declared once, shared with the client
 
-TUS_VERSION = "1.0.0"
 EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "termination",
               "checksum", "expiration", "concatenation")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"

@@ -1,29 +1,32 @@
-"""`ingest upload --resumable`: a small tus client over httpx, resuming across runs.
+"""A small tus client over httpx that resumes across runs (`Client.upload_resumable`).
 
 The upload URL of each file is remembered (by server, absolute path, size and modification
-time) in a JSON file under the user's cache directory, so running the command again after
-Ctrl-C or a dropped connection continues from the offset the server holds. Within one run, a
-dropped connection is retried a few times from the server's offset.
+time) in a JSON file under the user's cache directory, so calling it again after Ctrl-C or a
+dropped connection continues from the offset the server holds. Within one call, a dropped
+connection is retried a few times from the server's offset.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
+import logging
 import mimetypes
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-TUS = {"tus-resumable": "1.0.0"}
+from ingest.client.errors import ChecksumMismatch, ClientError, raise_for_status
+from ingest.wire import TUS_VERSION
+
+TUS = {"tus-resumable": TUS_VERSION}
 READ_SIZE = 1024 * 1024
+log = logging.getLogger("ingest.client")
 
 
 def state_path() -> Path:
@@ -59,23 +62,26 @@ class UploadUrls:
         os.replace(staging, self.path)
 
 
-class TusError(Exception):
+class TusError(ClientError):
     pass
 
 
 class ResumableUpload:
-    def __init__(self, client: httpx.Client, path: Path, *, urls: UploadUrls, progress: Any,
-                 retries: int = 3) -> None:
+    """One file sent with tus; `progress(bytes_sent, size)` is called as bytes go out."""
+
+    def __init__(self, client: httpx.Client, path: Path, *, urls: UploadUrls,
+                 progress: Callable[[int, int], None] | None = None, retries: int = 3) -> None:
         self.client = client
         self.path = path
         self.urls = urls
-        self.progress = progress
+        self.progress = progress or (lambda done, total: None)
         self.retries = retries
         stat = path.stat()
         self.size = stat.st_size
         self.key = f"{client.base_url}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         self._hash = hashlib.sha256()
         self._hashed = 0  # bytes of the file fed to _hash, always a prefix
+        self._file_id: str | None = None
 
     def run(self) -> dict[str, Any]:
         """Upload (or finish uploading) the file; the stored file's JSON description."""
@@ -85,7 +91,7 @@ class ResumableUpload:
             url, offset = self._create(), 0
             self.urls.set(self.key, url)
         attempt = 0
-        file_id: str | None = self._file_id
+        file_id = self._file_id
         while file_id is None:
             try:
                 file_id = self._send(url, offset)
@@ -93,24 +99,23 @@ class ResumableUpload:
                 attempt += 1
                 if attempt > self.retries:
                     raise
-                print(f"{self.path}: {error}; resuming", file=sys.stderr)
+                log.warning("%s: %s; resuming", self.path, error)
                 time.sleep(min(8, 2 ** (attempt - 1)))
                 resumed = self._offset(url)
                 if resumed is None:
-                    raise TusError("the server no longer knows this upload; run again to restart") from error
+                    raise TusError("the server no longer knows this upload; run again to restart",
+                                   code="upload_gone") from error
                 offset = resumed
                 file_id = self._file_id
         self._hash_until(self.size)
         self.urls.set(self.key, None)
         response = self.client.get(f"/uploads/{file_id}")
-        if response.status_code != 200:
-            raise TusError(f"the finished upload {file_id} is not readable: {response.status_code}")
+        raise_for_status(response, 200)
         stored: dict[str, Any] = response.json()
         if stored["sha256"] != self._hash.hexdigest():
-            raise TusError(f"server stored sha256 {stored['sha256']}, local file has {self._hash.hexdigest()}")
+            raise ChecksumMismatch(f"server stored sha256 {stored['sha256']}, local file has "
+                                   f"{self._hash.hexdigest()}", code="sha256_mismatch")
         return stored
-
-    _file_id: str | None = None
 
     def _offset(self, url: str) -> int | None:
         """The server's offset, or None when it forgot the upload (expired, deleted)."""
@@ -120,8 +125,7 @@ class ResumableUpload:
         _check(response, 200)
         self._file_id = response.headers.get("ingest-file-id")
         offset = int(response.headers["upload-offset"])
-        self.progress.reset(total=self.size)
-        self.progress.update(offset)
+        self.progress(offset, self.size)
         return offset
 
     def _create(self) -> str:
@@ -151,7 +155,7 @@ class ResumableUpload:
                     self._hash.update(block)
                     self._hashed += len(block)
                 offset += len(block)
-                self.progress.update(len(block))
+                self.progress(offset, self.size)
                 yield block
 
     def _hash_until(self, end: int) -> None:
@@ -165,9 +169,8 @@ class ResumableUpload:
 
 
 def _check(response: httpx.Response, status: int) -> None:
-    if response.status_code != status:
-        detail = response.text[:200]
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            body = response.json()
-            detail = f"{body['error']}: {body['detail']}"
-        raise TusError(f"{response.request.method} {response.request.url}: {response.status_code} {detail}")
+    try:
+        raise_for_status(response, status)
+    except ClientError as error:
+        raise TusError(f"{response.request.method} {response.request.url}: {error}",
+                       status=error.status, code=error.code) from None
