@@ -32,7 +32,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
-from ingest.storage.base import BlobWriter, PartialWriter, RecordsDigest
+from ingest.storage.base import BlobWriter, PartialWriter, RecordsDigest, WritesPieces
 
 _io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
@@ -84,6 +84,7 @@ class BlobSink:
         self._block: Block = []
         self._block_bytes = 0
         self._lane: OrderedLane[Block] = OrderedLane(self._store)
+        self._write_pieces = writer.write_pieces if isinstance(writer, WritesPieces) else None
         self.size = 0
 
     def add(self, chunk: bytes) -> bool:
@@ -128,10 +129,16 @@ class BlobSink:
             await self._lane.join()
 
     def _store(self, block: Block) -> None:
-        """Worker thread: hash each piece, then write it while it is still in the CPU cache."""
+        """Worker thread: hash each piece, then write it while it is still in the CPU cache;
+        a writer that takes a whole block at once gets it after its pieces are hashed."""
         write = self._writer.write
         try:
-            if len(self._hashes) == 1:
+            if self._write_pieces is not None:
+                for hasher in self._hashes:
+                    for piece in block:
+                        hasher.update(piece)
+                self._write_pieces(block)
+            elif len(self._hashes) == 1:
                 update = self._hashes[0].update
                 for piece in block:
                     update(piece)

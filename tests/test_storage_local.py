@@ -85,3 +85,19 @@ def test_blob_ids_lists_only_committed_blobs_older_than_asked(storage: LocalStor
     old = time.time() - 7200
     os.utime(storage.path_of(BLOB_ID), (old, old))
     assert storage.blob_ids(older_than=3600) == [BLOB_ID]
+
+
+def test_a_block_given_as_pieces_is_written_whole_and_in_order(storage: LocalStorage) -> None:
+    writer = storage.create()
+    writer.write_pieces([b"ab", bytearray(b"cd"), b"e" * 100_000])
+    writer.commit(BLOB_ID)
+    assert storage.path_of(BLOB_ID).read_bytes() == b"abcd" + b"e" * 100_000
+
+
+def test_a_short_writev_goes_on_from_where_it_stopped(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, pieces: real_writev(fd, [bytes(pieces[0][:3])]))
+    writer = storage.create()
+    writer.write_pieces([b"abcdef", b"ghij"])
+    writer.commit(BLOB_ID)
+    assert storage.path_of(BLOB_ID).read_bytes() == b"abcdefghij"

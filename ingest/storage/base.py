@@ -8,7 +8,7 @@ and whatever a crash leaves behind is reclaimed by `sweep_temporary`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +23,14 @@ class BlobWriter(Protocol):
 
     def abort(self) -> None:
         """Discard everything written. Safe to call more than once, and after a failed commit."""
+
+
+@runtime_checkable
+class WritesPieces(Protocol):
+    """Optional capability of a BlobWriter or PartialWriter: append a block given as its
+    pieces in one call (`writev` on local disk), instead of one `write` per piece."""
+
+    def write_pieces(self, pieces: Sequence[bytes | bytearray]) -> None: ...
 
 
 class Storage(Protocol):

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ingest.storage.write_behind import WriteBehind
@@ -96,6 +97,11 @@ class LocalBlobWriter:
                 view = view[os.write(self._fd, view):]
         self._behind.advance(len(block))
 
+    def write_pieces(self, pieces: Sequence[bytes | bytearray]) -> None:
+        """Append a block given as its pieces, in one `writev` (one syscall per block)."""
+        assert self._fd is not None, "write after commit or abort"
+        self._behind.advance(writev_all(self._fd, pieces))
+
     def commit(self, blob_id: str) -> None:
         assert self._fd is not None, "commit after commit or abort"
         final_path = self._storage.path_of(blob_id)
@@ -117,6 +123,18 @@ class LocalBlobWriter:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def writev_all(fd: int, pieces: Sequence[bytes | bytearray]) -> int:
+    """Write every piece, in order, with as few `writev` calls as the kernel allows; return
+    the bytes written. A short write (signals, near-full disks) goes on from where it stopped."""
+    total = sum(len(piece) for piece in pieces)
+    written = os.writev(fd, pieces)
+    if written < total:
+        rest = memoryview(b"".join(pieces))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest):]
+    return total
 
 
 def _abandoned(temp_name: str) -> bool:

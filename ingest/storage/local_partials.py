@@ -16,12 +16,12 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ingest.storage.base import PartialBusy
-from ingest.storage.local import LocalStorage, _fsync_dir
+from ingest.storage.local import LocalStorage, _fsync_dir, writev_all
 from ingest.storage.write_behind import WriteBehind
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -125,6 +125,11 @@ class LocalPartialWriter:
         while view:
             view = view[os.write(self._fd, view):]
         self._behind.advance(len(block))
+
+    def write_pieces(self, pieces: Sequence[bytes | bytearray]) -> None:
+        """Append a block given as its pieces, in one `writev`."""
+        assert self._fd is not None, "write after close"
+        self._behind.advance(writev_all(self._fd, pieces))
 
     def rollback(self) -> None:
         assert self._fd is not None, "rollback after close"
