@@ -78,6 +78,10 @@ class Settings:
     access_log: bool = _setting(True, "log one line per request (replaces uvicorn's access log)")
     tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
     cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
+    accept: tuple[str, ...] = _setting(
+        (), "media types a file's bytes must be, comma-separated (image/*,application/pdf); empty = any")
+    on_type_mismatch: str = _setting(
+        "accept", "a file whose bytes contradict its declared type: accept (record both) or refuse (415)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -35,6 +35,11 @@ class StoredFile:
     content_type: str
     created_at: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the first bytes are (ingest/content_rules.py); None when they say nothing.
+    detected_type: str | None = None
+    # Who sent it: the upload link's id, or the name of the bearer token (None without auth).
+    link: str | None = None
+    token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

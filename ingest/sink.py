@@ -20,7 +20,7 @@ import errno
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -51,8 +51,12 @@ class Received:
 
 class BlobSink:
     def __init__(self, writer: BlobWriter, *, max_size: int, block_size: int,
-                 on_block: Callable[[int], object] | None = None) -> None:
+                 on_block: Callable[[int], object] | None = None,
+                 on_first_block: Callable[[Block], Awaitable[None]] | None = None) -> None:
         self._writer = writer
+        # Given the file's first block before it is stored (media type detection, which may
+        # refuse the file by raising): once per file, never per chunk.
+        self._on_first_block = on_first_block
         # Told the length of each block handed to the lanes: metrics and progress are
         # updated per block, never per chunk, to keep the chunk path short.
         self._on_block = on_block
@@ -84,6 +88,9 @@ class BlobSink:
         block, self._block = self._block, []
         block_bytes, self._block_bytes = self._block_bytes, 0
         if block:
+            if self._on_first_block is not None:
+                on_first_block, self._on_first_block = self._on_first_block, None
+                await on_first_block(block)
             await self._lane.submit(block)
             if self._on_block is not None:
                 self._on_block(block_bytes)

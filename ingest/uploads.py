@@ -21,12 +21,13 @@ import anyio.to_thread
 
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
+from ingest.content_rules import ContentRules, detect_in_thread, head_of
 from ingest.context import OTHER, RAW, current_request
 from ingest.errors import DigestMismatch, NotFound
 from ingest.events import EventHub, Upload
 from ingest.metrics import Metrics
 from ingest.models import StoredFile, new_file_id, utc_now
-from ingest.sink import BlobSink, Received
+from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import Storage
 
 log = logging.getLogger("ingest.uploads")
@@ -42,6 +43,8 @@ class IncomingFile:
     expected_sha256: str | None = None
     received: Received | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    detected_type: str | None = None
+    type_checked: bool = False  # the content rules have seen the first bytes
     # The upload as events and metrics see it; its id becomes the stored file's id.
     upload: Upload = field(default_factory=lambda: Upload(id=new_file_id(), protocol=OTHER,
                                                           filename="", content_type=""))
@@ -54,6 +57,7 @@ class UploadService:
         self.storage = storage
         self.catalog = catalog
         self.events = events or EventHub(Metrics())
+        self.rules = ContentRules(accept=settings.accept, on_type_mismatch=settings.on_type_mismatch)
 
     async def start(self) -> None:
         await self.catalog.open()
@@ -80,15 +84,39 @@ class UploadService:
         except BaseException:
             self.events.failed(upload)
             raise
+        incoming: IncomingFile
+
+        async def first_block(block: Block) -> None:
+            await self.check_type(incoming, head_of(block))
+
         sink = BlobSink(writer, max_size=self.settings.max_file_size,
                         block_size=self.settings.block_size,
-                        on_block=functools.partial(self.events.received, upload))
-        return IncomingFile(sink=sink, filename=filename, content_type=content_type,
-                            expected_sha256=expected_sha256, upload=upload)
+                        on_block=functools.partial(self.events.received, upload),
+                        on_first_block=first_block)
+        incoming = IncomingFile(sink=sink, filename=filename, content_type=content_type,
+                                expected_sha256=expected_sha256, upload=upload)
+        return incoming
+
+    async def check_type(self, incoming: IncomingFile, head: bytes) -> None:
+        """Detect the media type from the file's first bytes, record it, apply the content
+        rules (415 unsupported_file_type). Once per file: its first block, or its end."""
+        if incoming.type_checked:
+            return
+        incoming.type_checked = True
+        incoming.detected_type = await self.inspect(
+            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload)
+
+    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload) -> str | None:
+        """The media type of a file starting with `head`, recorded on its upload; raises
+        UnsupportedFileType when the server's content rules refuse it."""
+        detected = upload.detected_type = await detect_in_thread(head)
+        self.rules.check(filename=filename, declared=content_type, detected=detected)
+        return detected
 
     async def finish(self, incoming: IncomingFile) -> None:
         """All bytes are in: flush the last block and record size and SHA-256."""
         incoming.received = await incoming.sink.finish()
+        await self.check_type(incoming, b"")  # an empty file: no first block was seen
         incoming.upload.size = incoming.received.size
         incoming.upload.sha256 = incoming.received.sha256
         request = current_request()
@@ -119,7 +147,8 @@ class UploadService:
                 stored = StoredFile(
                     id=incoming.upload.id, filename=incoming.filename, size=incoming.received.size,
                     sha256=incoming.received.sha256, content_type=incoming.content_type,
-                    created_at=utc_now(), metadata=incoming.upload.metadata)
+                    created_at=utc_now(), metadata=incoming.upload.metadata,
+                    detected_type=incoming.detected_type)
                 await incoming.sink.commit(stored.id, sha256=stored.sha256)
                 committed.append(stored)
             await self.catalog.add(committed)

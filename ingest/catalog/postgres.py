@@ -34,8 +34,14 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX files_newest ON files (created_at DESC, id DESC);
     """,
+    """
+    ALTER TABLE files ADD COLUMN detected_type TEXT,
+                      ADD COLUMN link_id TEXT COLLATE "C",
+                      ADD COLUMN token_name TEXT;
+    CREATE INDEX files_by_link ON files (link_id, created_at DESC, id DESC);
+    """,
 )
-_COLUMNS = "id, filename, size, sha256, content_type, created_at, metadata"
+_COLUMNS = "id, filename, size, sha256, content_type, created_at, metadata, detected_type, link_id, token_name"
 
 
 class PostgresCatalog:
@@ -72,7 +78,7 @@ class PostgresCatalog:
         async with self._pool.connection() as connection, connection.transaction(), \
                 connection.cursor() as cursor:
             await cursor.executemany(
-                f"INSERT INTO files ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO files ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [_to_row(stored) for stored in stored_files])
 
     async def get(self, file_id: str) -> StoredFile | None:
@@ -104,11 +110,11 @@ class PostgresCatalog:
 
 def _to_row(stored: StoredFile) -> tuple[object, ...]:
     return (stored.id, stored.filename, stored.size, stored.sha256, stored.content_type,
-            stored.created_at, Jsonb(stored.metadata))
+            stored.created_at, Jsonb(stored.metadata), stored.detected_type, stored.link, stored.token)
 
 
 def _from_row(row: tuple[Any, ...]) -> StoredFile:
-    file_id, filename, size, sha256, content_type, created_at, metadata = row
+    file_id, filename, size, sha256, content_type, created_at, metadata, detected, link, token = row
     return StoredFile(id=str(file_id), filename=str(filename), size=int(size), sha256=str(sha256),
                       content_type=str(content_type), created_at=str(created_at),
-                      metadata=dict(metadata))
+                      metadata=dict(metadata), detected_type=detected, link=link, token=token)

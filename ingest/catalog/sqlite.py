@@ -32,7 +32,17 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_newest ON files (created_at DESC, id DESC);
 """
-_COLUMNS = "id, filename, size, sha256, content_type, created_at, metadata"
+# Each entry moves the schema one version up (PRAGMA user_version); never edit one that has
+# shipped, append. Catalogs made before versioning are at version 0 with the table above.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    ALTER TABLE files ADD COLUMN detected_type TEXT;
+    ALTER TABLE files ADD COLUMN link_id TEXT;
+    ALTER TABLE files ADD COLUMN token_name TEXT;
+    CREATE INDEX files_by_link ON files (link_id, created_at DESC, id DESC);
+    """,
+)
+_COLUMNS = "id, filename, size, sha256, content_type, created_at, metadata, detected_type, link_id, token_name"
 
 
 class SqliteCatalog:
@@ -51,6 +61,7 @@ class SqliteCatalog:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
+        _migrate(connection)
         self._connection = connection
 
     async def close(self) -> None:
@@ -72,7 +83,7 @@ class SqliteCatalog:
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT INTO files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
+                connection.executemany(f"INSERT INTO files ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
@@ -112,13 +123,34 @@ class SqliteCatalog:
         return await self._run(lambda c: {row[0] for row in c.execute("SELECT id FROM files")})
 
 
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema up to date in one write transaction, so that worker processes
+    starting together migrate once (the second sees the new version and does nothing)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        for number, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for statement in migration.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {number}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def _to_row(stored: StoredFile) -> tuple[object, ...]:
     return (stored.id, stored.filename, stored.size, stored.sha256, stored.content_type,
-            stored.created_at, json.dumps(stored.metadata, separators=(",", ":")))
+            stored.created_at, json.dumps(stored.metadata, separators=(",", ":")),
+            stored.detected_type, stored.link, stored.token)
 
 
 def _from_row(row: tuple[object, ...]) -> StoredFile:
-    file_id, filename, size, sha256, content_type, created_at, metadata = row
+    file_id, filename, size, sha256, content_type, created_at, metadata, detected, link, token = row
     return StoredFile(id=str(file_id), filename=str(filename), size=int(str(size)),
                       sha256=str(sha256), content_type=str(content_type),
-                      created_at=str(created_at), metadata=json.loads(str(metadata)))
+                      created_at=str(created_at), metadata=json.loads(str(metadata)),
+                      detected_type=None if detected is None else str(detected),
+                      link=None if link is None else str(link),
+                      token=None if token is None else str(token))

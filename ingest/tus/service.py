@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.config import Settings
+from ingest.content_rules import FirstBytes
 from ingest.context import TUS, current_request
 from ingest.errors import (
     ChecksumMismatch,
@@ -28,6 +29,7 @@ from ingest.errors import (
     InvalidRequest,
     NotFound,
     OffsetMismatch,
+    UnsupportedFileType,
     UploadExpired,
     UploadLengthExceeded,
     UploadLocked,
@@ -60,6 +62,8 @@ class TusUpload:
     concat: str | None = None  # "partial" or "final"
     parts: list[str] = field(default_factory=list)
     file_id: str | None = None  # the stored file, once committed
+    detected_type: str | None = None  # from the first bytes (ingest/content_rules.py)
+    type_checked: bool = False
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -120,7 +124,12 @@ class TusService:
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
-                await self._commit(upload, hashlib.sha256())
+                try:
+                    await self._commit(upload, hashlib.sha256())
+                except UnsupportedFileType as error:
+                    await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+                    self._end_event(upload.upload_id, error)
+                    raise
         return upload
 
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
@@ -205,6 +214,8 @@ class TusService:
             failure: IngestError | None = None
             try:
                 if upload.file_id is None and not upload.complete:
+                    if not upload.type_checked and upload.concat is None:
+                        body = FirstBytes(body, lambda head: self._check_type(upload, head))
                     await self._append(upload, holder.body_scope, body, checksum)
                 else:
                     async for chunk in body:
@@ -212,12 +223,26 @@ class TusService:
                             raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
             except IngestError as error:
                 failure = error  # raised once the upload is committed, if it is whole
+            if isinstance(failure, UnsupportedFileType):
+                # Refused at its first bytes: the upload is terminated, nothing of it kept.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+                self._hashers.pop(upload_id, None)
+                self._end_event(upload_id, failure)
+                raise failure
             await self._commit_if_whole(upload)
             if failure is not None:
                 raise failure
             if holder.superseded:
                 raise UploadSuperseded("a newer request for this upload took over")
             return upload
+
+    async def _check_type(self, upload: TusUpload, head: bytes) -> None:
+        """The first bytes of the upload have arrived: detect and apply the content rules."""
+        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        upload.type_checked = True
+        upload.detected_type = await self.uploads.inspect(
+            head, filename=filename, content_type=content_type, upload=self._event_of(upload))
 
     async def _declare_length(self, upload: TusUpload, length: int) -> None:
         """creation-defer-length: the first PATCH that knows the length says it, once."""
@@ -340,12 +365,14 @@ class TusService:
         """All bytes are in: make them an ordinary stored file through the upload service."""
         assert upload.length is not None
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        if not upload.type_checked:
+            await self._check_type(upload, b"")  # an empty upload has no first bytes
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
             sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
-            upload=self._event_of(upload))
+            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True)
         try:
             [stored] = await self.uploads.commit([incoming])
         except HookRejected:
