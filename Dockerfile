@@ -6,6 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# libmagic: each file's media type is detected from its first bytes (python-magic).
+RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /srv/ingest
 COPY pyproject.toml README.md ./
 COPY ingest ./ingest
