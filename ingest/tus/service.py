@@ -25,8 +25,11 @@ from ingest.context import TUS, current_request
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
+    Forbidden,
     IngestError,
     InvalidRequest,
+    LinkExpired,
+    LinkLimitExceeded,
     NotFound,
     OffsetMismatch,
     UnsupportedFileType,
@@ -37,7 +40,7 @@ from ingest.errors import (
     UploadSuperseded,
 )
 from ingest.events import HookRejected, Upload
-from ingest.models import clean_filename, clean_media_type
+from ingest.models import Link, clean_filename, clean_media_type, utc_now
 from ingest.sink import BlobSink, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
 from ingest.tus.appender import Appender
@@ -64,6 +67,9 @@ class TusUpload:
     file_id: str | None = None  # the stored file, once committed
     detected_type: str | None = None  # from the first bytes (ingest/content_rules.py)
     type_checked: bool = False
+    link: str | None = None  # the upload link it was created with, or the token's name
+    token: str | None = None
+    reserved: int | None = None  # bytes its link reservation holds, when the link has a size limit
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -111,6 +117,30 @@ class TusService:
         upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
                            created_at=now, expires_at=now + self.settings.tus_expiry,
                            concat="partial" if partial else None)
+        request = current_request()
+        if request is not None:
+            upload.token = request.token
+            if request.link is not None:
+                await self._reserve(upload, request.link)
+        try:
+            return await self._create(upload, length, partial)
+        except BaseException:
+            if upload.link is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.uploads.links.release(upload.upload_id)
+            raise
+
+    async def _reserve(self, upload: TusUpload, link: Link) -> None:
+        """An upload link's reservation for this upload: its length (or, deferred, all that is
+        left), held until the upload is stored, terminated or expired."""
+        if upload.concat is not None:
+            raise Forbidden("an upload link takes whole uploads; concatenation needs a token")
+        granted = await self.uploads.links.reserve(link, upload.upload_id, size=upload.length,
+                                                   exact=True, files=1, held_by_request=False)
+        upload.link = link.id
+        upload.reserved = granted if link.max_size is not None else None
+
+    async def _create(self, upload: TusUpload, length: int | None, partial: bool) -> TusUpload:
         if not partial:
             # pre-create may refuse (HookRejected) before anything exists; partial uploads
             # have no events of their own: the final upload that concatenates them has.
@@ -128,6 +158,7 @@ class TusService:
                     await self._commit(upload, hashlib.sha256())
                 except UnsupportedFileType as error:
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+                    await self._release(upload.upload_id, upload.state())
                     self._end_event(upload.upload_id, error)
                     raise
         return upload
@@ -185,6 +216,7 @@ class TusService:
             if self.handover is not None:  # the same across nodes
                 await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             upload = await self._load(upload_id)
+            _check_owner(upload.link)
             await self._commit_if_whole(upload)
             return upload
 
@@ -204,6 +236,7 @@ class TusService:
                     checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
         async with self.locks.hold(upload_id) as holder:
             upload = await self._load(upload_id)
+            _check_owner(upload.link)
             if upload.concat == "final":
                 raise UploadNotPatchable("a final (concatenated) upload takes no PATCH")
             if length is not None and length != upload.length:
@@ -227,6 +260,7 @@ class TusService:
                 # Refused at its first bytes: the upload is terminated, nothing of it kept.
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+                    await self._release(upload.upload_id, upload.state())
                 self._hashers.pop(upload_id, None)
                 self._end_event(upload_id, failure)
                 raise failure
@@ -253,6 +287,9 @@ class TusService:
         if length > self.settings.max_file_size:
             raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
                                f"{self.settings.max_file_size} bytes")
+        if upload.reserved is not None and length > upload.reserved:
+            raise LinkLimitExceeded(f"Upload-Length {length} exceeds the {upload.reserved} bytes "
+                                    "this upload holds of its link")
         upload.length = length
         await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
 
@@ -268,6 +305,8 @@ class TusService:
             before = upload_hash.copy() if upload_hash is not None and checksum else None
             chunk_hash = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
             room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
+            if upload.reserved is not None:  # a deferred length within its link's reservation
+                room = min(room, upload.reserved - upload.offset)
             appender = Appender(writer, upload_hash=upload_hash, chunk_hash=chunk_hash, limit=room,
                                 block_size=self.settings.block_size)
             failure: BaseException | None = None
@@ -372,13 +411,15 @@ class TusService:
             sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
-            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True)
+            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True,
+            reservation=upload.upload_id if upload.link is not None else None)
         try:
             [stored] = await self.uploads.commit([incoming])
         except HookRejected:
             # pre-finish refused the upload: it is discarded, as its client is told.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+                await self._release(upload.upload_id, upload.state())
             self._events.pop(upload.upload_id, None)
             self._hashers.pop(upload.upload_id, None)
             raise
@@ -399,7 +440,9 @@ class TusService:
                 state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 raise NotFound(f"no upload with id {upload_id!r}") from None
+            _check_owner(state.get("link"))
             await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+            await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
             self._end_event(upload_id, "terminated", state=state, offset=offset)
 
@@ -421,6 +464,7 @@ class TusService:
                 await anyio.to_thread.run_sync(self._terminate_unless_busy, upload_id)
             except IngestError:
                 continue
+            await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
             self._end_event(upload_id, "expired", state=state, offset=offset)
             removed += 1
@@ -442,7 +486,8 @@ class TusService:
                        metadata=_extra_metadata(upload.metadata), expected_size=upload.length,
                        size=upload.offset, client=request.client if request else None,
                        request_id=request.request_id if request else None,
-                       forwarded_headers=request.forwarded_headers if request else {})
+                       forwarded_headers=request.forwarded_headers if request else {},
+                       link=upload.link, token=upload.token)
         if register:
             self._events[upload.upload_id] = event
         return event
@@ -458,6 +503,16 @@ class TusService:
         if event is not None:
             self.uploads.events.failed(event, reason)
 
+    async def _release(self, upload_id: str, state: dict[str, Any]) -> None:
+        """Give back what an unfinished upload held of its link (a stored one has no state
+        left to release: the commit turned it into use)."""
+        if state.get("link") is not None and state.get("file_id") is None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.uploads.links.release(upload_id)
+                except Exception:
+                    log.exception("could not release a link reservation")
+
     def _terminate_unless_busy(self, upload_id: str) -> None:
         """Worker thread: a session open in another process means the upload is alive."""
         try:
@@ -471,6 +526,17 @@ class TusService:
             self.storage.terminate_partial(upload_id)
         finally:
             writer.close()
+
+
+def _check_owner(link_id: str | None) -> None:
+    """A request made with an upload link reaches only uploads made with that link."""
+    request = current_request()
+    link = request.link if request is not None else None
+    if link is None or link.id == link_id:
+        return
+    if link.expired(utc_now()):
+        raise LinkExpired(f"upload link {link.id} expired at {link.expires_at}")
+    raise Forbidden("this upload was not made with this upload link")
 
 
 def _name_and_type(metadata: dict[str, str], default_name: str) -> tuple[str, str]:
