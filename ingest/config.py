@@ -37,7 +37,8 @@ class Settings:
     max_part_header_size: int = _setting(16 * KiB, "largest header block of one multipart part, in bytes")
     fsync: bool = _setting(True, "fsync each file and its directory before it is committed")
     block_size: int = _setting(1 * MiB, "bytes gathered before one hash+write step in a worker thread")
-    tokens: tuple[str, ...] = _setting((), "bearer tokens, comma-separated; empty = no auth")
+    tokens: tuple[str, ...] = _setting(
+        (), "bearer tokens as name:secret:scope+scope (upload, read, delete, admin), comma-separated; empty = no auth")
     proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
     forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
     temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")

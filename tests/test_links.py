@@ -273,3 +273,28 @@ async def test_an_expired_request_reservation_no_longer_counts(catalogs: list[Ca
                               hold_until="2000-01-01T00:00:00.000000Z")
     assert await catalogs[1].reserve("l2", "next", size=5, exact=True, files=1, now=utc_now(),
                                      hold_until=None) == 5
+
+
+async def test_hooks_and_the_access_log_name_the_link_never_its_secret(
+        linked: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from ingest.app import create_app
+    from ingest.events import HookEvent, HookResponse
+
+    caplog.set_level("INFO", logger="ingest.access")
+    seen: list[dict[str, Any]] = []
+
+    async def hook(event: HookEvent) -> HookResponse | None:
+        seen.append({"type": event.type, **event.upload})
+        return None
+
+    app = create_app(linked, hooks=[hook])
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        link_id, link = await make_link(client)
+        assert (await client.put("/uploads/a.txt", content=b"abc", headers=link)).status_code == 201
+        assert (await client.put("/uploads/b.txt", content=b"abc", headers=ROOT)).status_code == 201
+        await app.state.service.events.drain(5)
+    finished = [(event["filename"], event["link"], event["token"]) for event in seen if event["type"] == "post-finish"]
+    assert finished == [("a.txt", link_id, None), ("b.txt", None, "admin")]
+    secret = link["authorization"].split()[1]
+    assert secret not in caplog.text and f"link={link_id}" in caplog.text and "token=admin" in caplog.text
