@@ -273,6 +273,8 @@ async def test_an_expired_request_reservation_no_longer_counts(catalogs: list[Ca
                               hold_until="2000-01-01T00:00:00.000000Z")
     assert await catalogs[1].reserve("l2", "next", size=5, exact=True, files=1, now=utc_now(),
                                      hold_until=None) == 5
+    found = await catalogs[0].get_link("l2", utc_now())
+    assert found is not None and (found.files_reserved, found.uploads_in_flight) == (1, 1)
 
 
 async def test_hooks_and_the_access_log_name_the_link_never_its_secret(

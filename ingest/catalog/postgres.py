@@ -146,6 +146,9 @@ class PostgresCatalog:
             link = await _select_link(connection, "id = %s", link_id, now, lock=True)
             if link is None:
                 raise LinkRevoked(f"upload link {link_id} no longer exists")
+            # Reservations of crashed requests that lapsed count for nothing: drop them.
+            await connection.execute("DELETE FROM link_reservations WHERE link_id = %s AND expires_at <= %s",
+                                     (link_id, now))
             cursor = await connection.execute("SELECT 1 FROM link_reservations WHERE key = %s", (key,))
             holding = await cursor.fetchone() is not None
             granted = link.grant(size=size, exact=exact, files=files, holding=holding, now=now)

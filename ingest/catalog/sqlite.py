@@ -157,6 +157,8 @@ class SqliteCatalog:
     async def reserve(self, link_id: str, key: str, *, size: int | None, exact: bool, files: int,
                       now: str, hold_until: str | None) -> int:
         def reserve(connection: sqlite3.Connection) -> int:
+            # Reservations of crashed requests that lapsed count for nothing: drop them.
+            connection.execute("DELETE FROM link_reservations WHERE link_id = ? AND expires_at <= ?", (link_id, now))
             link = _select_link(connection, "id = ?", link_id, now)
             if link is None:
                 raise LinkRevoked(f"upload link {link_id} no longer exists")
