@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ingest import browser
 from ingest.context import current_request
 from ingest.errors import Forbidden, IngestError, LinkExpired, LinkRevoked, Unauthorized
 from ingest.models import Link, utc_now
@@ -69,7 +70,7 @@ def parse_tokens(entries: Sequence[str]) -> list[Token]:
 
 def required_scopes(method: str, path: str) -> frozenset[str]:
     """The scopes of which a request needs one; PUBLIC for what holds no data."""
-    if path in ("/", "/healthz") or path.startswith(("/static/", "/l/")):
+    if path == "/healthz" or browser.is_page_path(path):
         return PUBLIC
     if path == "/files" or path.startswith("/files/"):
         return frozenset({UPLOAD})
