@@ -26,6 +26,7 @@ from ingest.content_rules import ContentRules
 from ingest.errors import InvalidRequest, NotFound
 from ingest.models import Link, utc_now
 
+_LARGEST = 2**62  # fits the catalogs' 64-bit integers, with room for the sums
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -39,8 +40,8 @@ def parse_duration(raw: str | int | float) -> float:
         if not match:
             raise InvalidRequest(f"not a duration: {raw!r} (say 90s, 30m, 12h or 7d)")
         seconds = float(match.group(1)) * _SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise InvalidRequest("a link's lifetime must be positive")
+    if not 0 < seconds <= 100 * 365 * 86400:
+        raise InvalidRequest("a link's lifetime must be positive and under a century")
     return seconds
 
 

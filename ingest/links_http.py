@@ -46,12 +46,18 @@ async def create_link(request: Request) -> Response:
         raise InvalidRequest(f"unknown keys: {', '.join(sorted(unknown))}")
     accept = body.get("accept") or ()
     if isinstance(accept, str):
-        accept = tuple(item.strip() for item in accept.split(",") if item.strip())
+        accept = [item.strip() for item in accept.split(",") if item.strip()]
+    if not isinstance(accept, list) or not all(isinstance(item, str) for item in accept):
+        raise InvalidRequest("accept must be a list of media types or a comma-separated string")
+    label, single_use, expires = body.get("label", ""), body.get("single_use", False), body.get("expires")
+    if not isinstance(label, str) or not isinstance(single_use, bool):
+        raise InvalidRequest("label must be a string and single_use a boolean")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, str | int | float)):
+        raise InvalidRequest("expires must be a duration such as 7d, or seconds")
     link, secret = await _links(request).create(
-        label=str(body.get("label") or ""),
-        expires_in=parse_duration(body["expires"]) if body.get("expires") is not None else None,
+        label=label, expires_in=parse_duration(expires) if expires is not None else None,
         max_size=_size(body.get("max_size")), max_files=_whole(body.get("max_files"), "max_files"),
-        accept=tuple(str(item) for item in accept), single_use=bool(body.get("single_use")))
+        accept=tuple(accept), single_use=single_use)
     url = str(request.url_for("page")).rstrip("/") + f"/l/{secret}"
     return JSONResponse({"link": link.to_json(utc_now()), "secret": secret, "url": url}, status_code=201)
 
@@ -60,8 +66,10 @@ def _size(raw: Any) -> int | None:
     if raw is None:
         return None
     try:
-        return raw if isinstance(raw, int) and not isinstance(raw, bool) else parse_size(str(raw))
-    except ValueError:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError(raw)
+        return raw if isinstance(raw, int) else parse_size(raw)
+    except (ValueError, OverflowError):
         raise InvalidRequest(f"max_size: not a size: {raw!r}") from None
 
 

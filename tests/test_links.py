@@ -220,7 +220,9 @@ async def test_links_survive_a_restart_and_open_the_page(linked: Settings) -> No
 
 async def test_bad_link_options_are_a_400(client: httpx.AsyncClient) -> None:
     for options in ({"expires": "soon"}, {"max_size": "lots"}, {"max_files": 0}, {"accept": "png"},
-                    {"colour": "red"}):
+                    {"colour": "red"}, {"accept": True}, {"single_use": 4.2e239}, {"expires": 1e300},
+                    {"max_size": [1]}, {"label": 7}, {"max_files": True}, {"expires": -1},
+                    {"max_size": 10**30}, {"max_files": 2**70}, {"max_size": "1e300GiB"}, {"max_size": "1e999"}):
         assert_error(await client.post("/links", headers=ROOT, json=options), 400, "invalid_request")
 
 
