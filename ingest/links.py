@@ -60,8 +60,9 @@ class Links:
                      max_files: int | None = None, accept: tuple[str, ...] = (),
                      single_use: bool = False) -> tuple[Link, str]:
         """A new link and its secret (shown once; only its hash is kept)."""
-        if (max_size is not None and max_size < 0) or (max_files is not None and max_files < 1):
-            raise InvalidRequest("max_size must be at least 0 bytes and max_files at least 1")
+        if (max_size is not None and not 0 <= max_size <= _LARGEST) or (
+                max_files is not None and not 1 <= max_files <= _LARGEST):
+            raise InvalidRequest("max_size must be 0 to 2^62 bytes and max_files 1 to 2^62")
         try:
             ContentRules(accept=accept)
         except ValueError as error:

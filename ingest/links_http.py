@@ -44,7 +44,7 @@ async def create_link(request: Request) -> Response:
     unknown = set(body) - {"expires", "max_size", "max_files", "accept", "label", "single_use"}
     if unknown:
         raise InvalidRequest(f"unknown keys: {', '.join(sorted(unknown))}")
-    accept = body.get("accept") or ()
+    accept = body.get("accept") or []
     if isinstance(accept, str):
         accept = [item.strip() for item in accept.split(",") if item.strip()]
     if not isinstance(accept, list) or not all(isinstance(item, str) for item in accept):
