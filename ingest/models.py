@@ -112,9 +112,9 @@ class Link:
         left = self.bytes_left()
         if left is None:
             return size or 0
+        if left == 0 and (size is None or size > 0):
+            raise LinkUsedUp(f"upload link {self.id} has no bytes left of its {self.max_size}")
         if size is None or not exact:
-            if left == 0 and (size is None or size > 0):
-                raise LinkUsedUp(f"upload link {self.id} has no bytes left of its {self.max_size}")
             return left if size is None else min(size, left)
         if size > left:
             raise LinkLimitExceeded(f"{size} bytes exceed the {left} bytes left of upload link {self.id} "

@@ -304,3 +304,18 @@ async def test_hooks_and_the_access_log_name_the_link_never_its_secret(
     assert finished == [("a.txt", link_id, None), ("b.txt", None, "admin")]
     secret = link["authorization"].split()[1]
     assert secret not in caplog.text and f"link={link_id}" in caplog.text and "token=admin" in caplog.text
+
+
+async def test_a_tus_upload_of_deferred_length_holds_all_that_is_left_and_no_more(client: httpx.AsyncClient) -> None:
+    _, link = await make_link(client, max_size=1000)
+    created = await client.post("/files/", headers={**link, **TUS, "upload-defer-length": "1"})
+    location = created.headers["location"]
+    assert_error(await client.put("/uploads/a.bin", content=b"x", headers=link), 403, "link_used_up")
+    too_long = await client.patch(location, content=b"d" * 10,
+                                  headers={**link, **PATCH, "upload-offset": "0", "upload-length": "1001"})
+    assert_error(too_long, 413, "link_limit_exceeded")
+    done = await client.patch(location, content=b"d" * 700,
+                              headers={**link, **PATCH, "upload-offset": "0", "upload-length": "700"})
+    assert done.status_code == 204, done.text
+    current = (await client.get("/links/current", headers=link)).json()
+    assert (current["bytes_used"], current["bytes_left"]) == (700, 300)
