@@ -14,6 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/ingest/bin:$PATH
 
+# libmagic: each file's media type is detected from its first bytes (python-magic). The tests'
+# base image has it already; other Debian-like bases install it from their distribution.
+RUN ldconfig -p | grep -q 'libmagic\.so\.1' \
+ || (apt-get update && apt-get install -y --no-install-recommends libmagic1 && rm -rf /var/lib/apt/lists/*)
+
 # The package is built from the sources and installed into /opt/ingest; then the sources and
 # the bytecode venv creation compiled for pip are removed: no compilers, no test tools, no
 # build tree, no .pyc (PYTHONDONTWRITEBYTECODE: none written at run time either).

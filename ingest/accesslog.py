@@ -98,11 +98,14 @@ class AccessLog:
             "request_id": context.request_id, "client": context.client, "method": scope["method"],
             "path": _loggable_path(scope["path"]), "protocol": context.protocol, "status": status,
             "bytes_in": bytes_in, "bytes_out": bytes_out, "duration_ms": round(duration * 1000, 1),
-            "outcome": outcome, "error": error}
+            "outcome": outcome, "error": error,
+            # Who asked: a token's name or an upload link's id, never a secret.
+            "token": context.token, "link": context.link.id if context.link else None}
+        who = f" token={context.token}" if context.token else f" link={fields['link']}" if fields["link"] else ""
         access_log.info(
-            "%s %s %s %s %s in=%d out=%d %.1fms %s%s", fields["request_id"], fields["client"],
+            "%s %s %s %s %s in=%d out=%d %.1fms %s%s%s", fields["request_id"], fields["client"],
             fields["method"], fields["path"], status if status is not None else "-", bytes_in, bytes_out,
-            fields["duration_ms"], outcome, f" {fields['error']}" if fields["error"] else "",
+            fields["duration_ms"], outcome, f" {fields['error']}" if fields["error"] else "", who,
             extra={"fields": fields})
 
 
@@ -110,6 +113,8 @@ def _loggable_path(path: str) -> str:
     # A progress token lets its holder watch an upload: keep it out of the log.
     if path.startswith("/uploads/progress/"):
         return "/uploads/progress/…"
+    if path.startswith("/l/"):  # an upload link's secret
+        return "/l/…"
     # The path is percent-decoded: a client could put a newline in it and forge a log line.
     if not path.isprintable():
         return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -21,9 +20,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import banner, browser, openapi, operations, tus
+from ingest import banner, browser, links_http, openapi, operations, tus
+from ingest.access import Auth, parse_tokens
 from ingest.backends import require_extra
 from ingest.body import RequestBody
 from ingest.catalog.base import Catalog
@@ -37,7 +36,6 @@ from ingest.errors import (
     LengthRequired,
     NotFound,
     RequestTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
 )
 from ingest.events import HookTarget
@@ -107,6 +105,7 @@ def create_app(settings: Settings | None = None,
         Route("/uploads/{file_id}", delete_upload, methods=["DELETE"]),
         Route("/uploads/{file_id}/content", get_content, methods=["GET", "HEAD"], name="content"),
         Route("/uploads/{filename:anything}", put_upload, methods=["PUT"]),
+        *links_http.routes(),
         *browser.routes(),
     ]
     app = Starlette(
@@ -116,12 +115,12 @@ def create_app(settings: Settings | None = None,
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.links = service.links
     app.add_middleware(UploadGuard, max_concurrent_uploads=settings.max_concurrent_uploads,
                        body_idle_timeout=settings.body_idle_timeout, body_min_rate=settings.body_min_rate)
     tus.install(app, settings, service, partials)  # before auth: auth wraps tus's version check
     app.state.tus.handover = handover
-    if settings.tokens:
-        app.add_middleware(BearerAuth, tokens=settings.tokens)
+    app.add_middleware(Auth, tokens=parse_tokens(settings.tokens), find_link=service.links.find)
     tus.install_edge(app, settings)  # after auth: tus headers and CORS preflights wrap it
     operations.install_middleware(app, settings)  # last: the access log wraps everything
     return app
@@ -230,7 +229,7 @@ async def list_uploads(request: Request) -> Response:
     limit = _int_param(request, "limit", default=100, low=1, high=MAX_PAGE_SIZE)
     cursor = request.query_params.get("cursor")
     after = _decode_cursor(cursor) if cursor else None
-    page = await service.page(limit=limit + 1, after=after)
+    page = await service.page(limit=limit + 1, after=after, link=request.query_params.get("link") or None)
     items, more = page[:limit], len(page) > limit
     next_cursor = _encode_cursor(items[-1]) if more else None
     next_url = str(request.url.include_query_params(cursor=next_cursor)) if next_cursor else None
@@ -365,33 +364,3 @@ async def http_error(request: Request, error: Exception) -> Response:
 async def unexpected_error(request: Request, error: Exception) -> Response:
     return JSONResponse({"error": "internal_error", "detail": "the server failed; see its log"},
                         status_code=500)
-
-
-class BearerAuth:
-    """Every path but /healthz and the upload page needs `Authorization: Bearer <token>`
-    when tokens are set."""
-
-    def __init__(self, app: ASGIApp, *, tokens: tuple[str, ...]) -> None:
-        self.app = app
-        self._tokens = [token.encode() for token in tokens]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/healthz" or browser.is_page_path(path) or self._authorized(scope):
-            await self.app(scope, receive, send)
-            return
-        error = Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
-                             headers={"www-authenticate": 'Bearer realm="ingest"'})
-        response = JSONResponse(error.to_json(), status_code=401, headers=error.headers)
-        await response(scope, receive, send)
-
-    def _authorized(self, scope: Scope) -> bool:
-        supplied = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    supplied = credentials.strip()
-        # Compare against every token, in constant time, so timing tells nothing.
-        matches = [hmac.compare_digest(supplied, token) for token in self._tokens]
-        return bool(supplied) and any(matches)

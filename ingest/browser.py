@@ -48,9 +48,10 @@ def routes() -> list[BaseRoute]:
 
 
 def is_page_path(path: str) -> bool:
-    """True for the page and its assets, which need no token. The router does not resolve
-    `..`, so a path under the static prefix can only ever reach a static file."""
-    return path in PAGE_PATHS or path.startswith(STATIC_PREFIX)
+    """True for the pages and their assets, which need no token, and `/l/<secret>`, which sends
+    an upload link's holder to the page. The router does not resolve `..`, so a path under
+    the static prefix can only ever reach a static file."""
+    return path in PAGE_PATHS or path.startswith((STATIC_PREFIX, "/l/"))
 
 
 async def index(request: Request) -> Response:

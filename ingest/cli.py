@@ -1,4 +1,4 @@
-"""`ingest serve | upload | download | ls | rm | create-bucket`: the command line.
+"""`ingest serve | upload | download | ls | rm | create-bucket | link`: the command line.
 
 `serve` turns flags into Settings (flags > INGEST_* variables > defaults) and hands them to
 uvicorn through the environment, so worker processes rebuild the very same Settings. The other
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("rm", parents=[client], help="delete stored files")
     remove.add_argument("ids", nargs="+", metavar="ID")
     remove.set_defaults(run=rm_command)
+
+    from ingest.link_cli import add_link_commands
+
+    add_link_commands(commands, client)
     return parser
 
 

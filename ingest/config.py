@@ -44,7 +44,8 @@ class Settings:
     block_size: int = _size(1 * MiB, "bytes gathered before one hash+write step in a worker thread")
     write_behind: int = _size(
         8 * MiB, "local disk: bytes per write-behind window (start writeback, drop written pages); 0 = off")
-    tokens: tuple[str, ...] = _setting((), "bearer tokens, comma-separated; empty = no auth")
+    tokens: tuple[str, ...] = _setting(
+        (), "bearer tokens as name:secret:scope+scope (upload, read, delete, admin), comma-separated; empty = no auth")
     proxy_headers: bool = _setting(False, "trust X-Forwarded-* headers from --forwarded-allow-ips")
     forwarded_allow_ips: str = _setting("127.0.0.1", "proxy addresses/networks trusted for X-Forwarded-*")
     temp_max_age: int = _setting(24 * 3600, "seconds after which an abandoned temp file is swept")
@@ -88,6 +89,10 @@ class Settings:
     access_log: bool = _setting(True, "log one line per request (replaces uvicorn's access log)")
     tus_expiry: int = _setting(24 * 3600, "seconds an unfinished tus upload is kept after its last PATCH")
     cors_origins: tuple[str, ...] = _setting((), "browser origins allowed by CORS, comma-separated; * = any")
+    accept: tuple[str, ...] = _setting(
+        (), "media types a file's bytes must be, comma-separated (image/*,application/pdf); empty = any")
+    on_type_mismatch: str = _setting(
+        "accept", "a file whose bytes contradict its declared type: accept (record both) or refuse (415)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import contextvars
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.models import Link
 
 # The protocol label of metrics, events and log lines.
 MULTIPART = "multipart"
@@ -29,6 +33,12 @@ class RequestContext:
     # Request headers a webhook receives as configured by `hook_forward_headers`.
     forwarded_headers: dict[str, str] = field(default_factory=dict)
     files_received: int = 0
+    # Who is asking (ingest/access.py): a bearer token's name, or the upload link used.
+    token: str | None = None
+    link: Link | None = None
+    # Bytes this request holds of its link's limit, and how many of them its files used.
+    link_bytes_reserved: int | None = None
+    link_bytes_spent: int = 0
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(

@@ -49,13 +49,21 @@ StorageFailed = _error("storage_error", 500)
 ParseBudgetExceeded = _error("parse_budget_exceeded", 400)
 TooManyUploads = _error("too_many_uploads", 503)
 RequestTimeout = _error("request_timeout", 408)
+UnsupportedFileType = _error("unsupported_file_type", 415)
+Forbidden = _error("forbidden", 403)
+# Upload links (ingest/links.py): what a link's holder is told when it no longer works.
+LinkExpired = _error("link_expired", 401)
+LinkRevoked = _error("link_revoked", 403)
+LinkUsedUp = _error("link_used_up", 403)
+LinkLimitExceeded = _error("link_limit_exceeded", 413)
 
 CATALOGUE: tuple[type[IngestError], ...] = (
     MalformedMultipart, InvalidFilename, InvalidMetadata, InvalidRequest, NoFiles, Unauthorized,
     NotFound, LengthRequired, FileTooLarge, RequestTooLarge, TooManyParts, FieldTooLarge,
     UnsupportedMediaType, RangeNotSatisfiable, DigestMismatch, InvalidDigest,
     InsufficientStorage, ClientDisconnected, StorageFailed, ParseBudgetExceeded, TooManyUploads,
-    RequestTimeout,
+    RequestTimeout, UnsupportedFileType, Forbidden, LinkExpired, LinkRevoked, LinkUsedUp,
+    LinkLimitExceeded,
 )
 
 # tus 1.0.0 (ingest/tus): the statuses the protocol prescribes, https://tus.io/protocols/resumable-upload

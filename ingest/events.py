@@ -94,6 +94,10 @@ class Upload:
     expected_size: int | None = None
     size: int = 0
     sha256: str | None = None
+    detected_type: str | None = None  # from the first bytes (ingest/content_rules.py)
+    # Who sends it: an upload link's id or a bearer token's name (never its secret).
+    link: str | None = None
+    token: str | None = None
     error: str | None = None
     request_id: str | None = None
     # Request headers sent on to webhooks as HTTP headers (`hook_forward_headers`).
@@ -112,7 +116,8 @@ class Upload:
         self.sequence += 1
         return {"id": self.id, "sequence": self.sequence, "filename": self.filename, "size": self.size,
                 "expected_size": self.expected_size, "sha256": self.sha256,
-                "content_type": self.content_type, "metadata": self.metadata,
+                "content_type": self.content_type, "detected_type": self.detected_type,
+                "link": self.link, "token": self.token, "metadata": self.metadata,
                 "client": self.client, "protocol": self.protocol, "request_id": self.request_id,
                 "error": self.error}
 

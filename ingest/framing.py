@@ -34,6 +34,7 @@ _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CRLF = b"\r\n"
 _HEADERS_END = b"\r\n\r\n"
+_IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,14 @@ def parse_part_headers(block: bytes) -> PartHeaders:
             content_type = value.strip()
         elif lowered == "content-digest":
             content_digest = value.strip()
+        elif lowered == "content-transfer-encoding":
+            # RFC 7578 §4.7: deprecated for form-data; a part's bytes are its content. Storing
+            # base64 or quoted-printable text as the file would be the one wrong answer.
+            encoding = value.strip().lower()
+            if encoding not in _IDENTITY_ENCODINGS:
+                raise MalformedMultipart(
+                    f"part has Content-Transfer-Encoding {value.strip()[:40]!r}; only 7bit, 8bit "
+                    "or binary are accepted (RFC 7578 §4.7): send the bytes themselves")
     if disposition is None:
         raise MalformedMultipart("part has no Content-Disposition header")
     kind, _, params_text = disposition.partition(";")

@@ -15,7 +15,8 @@ _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
-    reasons = {400: "Malformed request", 401: "Missing or wrong bearer token",
+    reasons = {400: "Malformed request", 401: "Missing or wrong bearer token, or an expired upload link",
+               403: "The token lacks the scope, or the upload link is revoked or used up",
                404: "No such file", 408: "Body too slow", 411: "Length required", 413: "Too large",
                415: "Unsupported media type", 416: "Range not satisfiable",
                422: "Digest mismatch", 503: "Too many uploads at once", 507: "Insufficient storage"}
@@ -30,7 +31,46 @@ _CREATED = {
         "headers": {"Location": {"schema": {"type": "string"}}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}},
     },
-    **_error_responses(400, 401, 408, 411, 413, 415, 422, 503, 507),
+    **_error_responses(400, 401, 403, 408, 411, 413, 415, 422, 503, 507),
+}
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_LINK = {"type": "object", "required": ["id", "label", "created_at", "state"], "properties": {
+    "id": {"type": "string"}, "label": {"type": "string"}, "created_at": {"type": "string"},
+    "expires_at": _NULLABLE_TEXT, "revoked_at": _NULLABLE_TEXT,
+    "max_size": {"type": ["integer", "null"]}, "max_files": {"type": ["integer", "null"]},
+    "accept": {"type": "array", "items": {"type": "string"}}, "single_use": {"type": "boolean"},
+    "state": {"enum": ["active", "expired", "revoked", "used_up"]},
+    "bytes_left": {"type": ["integer", "null"]}, "files_left": {"type": ["integer", "null"]}}}
+_LINK_ID = {"name": "link_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_LINK_PATHS: dict[str, Any] = {
+    "/links": {
+        "post": {"summary": "Create an upload link (admin scope); the answer holds its secret and URL, once",
+                 "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                     "type": "object", "additionalProperties": False, "properties": {
+                         "expires": {"type": ["string", "number"]}, "max_size": {"type": ["string", "integer"]},
+                         "max_files": {"type": "integer", "minimum": 1}, "label": {"type": "string"},
+                         "accept": {"type": ["string", "array"]}, "single_use": {"type": "boolean"}}}}}},
+                 "responses": {"201": _json({"type": "object", "required": ["link", "secret", "url"], "properties": {
+                     "link": _LINK, "secret": {"type": "string"}, "url": {"type": "string"}}}, "Created"),
+                     **_error_responses(400, 401, 403)}},
+        "get": {"summary": "List upload links (admin scope)",
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "items": {"type": "array", "items": _LINK}}}, "Every link"), **_error_responses(401, 403)}}},
+    "/links/current": {"get": {
+        "summary": "The upload link the request is made with: its label and what is left",
+        "responses": {"200": _json({"type": "object"}, "The link"), **_error_responses(401, 403, 404)}}},
+    "/links/{link_id}": {
+        "get": {"summary": "One upload link (admin scope)", "parameters": [_LINK_ID],
+                "responses": {"200": _json(_LINK, "The link"), **_error_responses(401, 403, 404)}},
+        "delete": {"summary": "Revoke an upload link (admin scope); it stops working at once",
+                   "parameters": [_LINK_ID],
+                   "responses": {"200": _json(_LINK, "The revoked link"), **_error_responses(401, 403, 404)}}},
 }
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -100,6 +140,7 @@ _SCHEMAS: dict[str, Any] = {
             "content_type": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
             "metadata": {"type": "object"},
+            "detected_type": _NULLABLE_TEXT, "link": _NULLABLE_TEXT, "token": _NULLABLE_TEXT,
             "url": {"type": "string"}, "content_url": {"type": "string"}}},
     "Created": {
         "type": "object", "required": ["files"],
@@ -154,10 +195,12 @@ def spec() -> dict[str, Any]:
                         {"name": "limit", "in": "query", "schema": {
                             "type": "integer", "minimum": 1, "maximum": 1000}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                         "description": "next_cursor of the previous page"}],
+                         "description": "next_cursor of the previous page"},
+                        {"name": "link", "in": "query", "schema": {"type": "string"},
+                         "description": "only files that came by this upload link (its id)"}],
                     "responses": {"200": {"description": "One page", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}},
-                        **_error_responses(400, 401)}},
+                        **_error_responses(400, 401, 403)}},
             },
             "/uploads/{filename}": {"put": {
                 "operationId": "putUpload", "tags": ["files"],
@@ -210,5 +253,6 @@ def spec() -> dict[str, Any]:
                                        "416": {"description": "Range not satisfiable"},
                                        **_error_responses(401, 404)}}},
             **openapi_tus.paths(),
+            **_LINK_PATHS,
         },
     }

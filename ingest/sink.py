@@ -23,7 +23,7 @@ import errno
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
@@ -71,9 +71,13 @@ class BlobSink:
 
     def __init__(self, writer: BlobWriter | PartialWriter, *, max_size: int, block_size: int,
                  on_block: Callable[[int], object] | None = None,
+                 on_first_block: Callable[[Block], Awaitable[None]] | None = None,
                  hashes: Sequence[Hash] | None = None,
                  overflow: Callable[[int], IngestError] | None = None) -> None:
         self._writer = writer
+        # Given the file's first block before it is stored (media type detection, which may
+        # refuse the file by raising): once per file, never per chunk.
+        self._on_first_block = on_first_block
         # Told the length of each block handed to the lane: metrics and progress are
         # updated per block, never per chunk, to keep the chunk path short.
         self._on_block = on_block
@@ -115,6 +119,12 @@ class BlobSink:
         waits, the block stays here whole (counted, not yet hashed or written) for `drain`."""
         if not self._block:
             return
+        check = self._on_first_block
+        if check is not None:
+            # Before anything of the file is stored. Cancelled while it runs, the check stays
+            # due (the block with it) and runs again at `drain`; a refusal raises each time.
+            await check(self._block)
+            self._on_first_block = None
         await self._lane.wait_for_room()
         block, self._block = self._block, []
         block_bytes, self._block_bytes = self._block_bytes, 0

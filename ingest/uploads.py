@@ -21,12 +21,14 @@ import anyio.to_thread
 
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
-from ingest.context import OTHER, RAW, current_request
+from ingest.content_rules import ContentRules, detect_in_thread, head_of
+from ingest.context import OTHER, RAW, TUS, RequestContext, current_request
 from ingest.errors import DigestMismatch, NotFound
 from ingest.events import EventHub, Upload
+from ingest.links import Links
 from ingest.metrics import Metrics
-from ingest.models import StoredFile, new_file_id, utc_now
-from ingest.sink import BlobSink, Received
+from ingest.models import Link, StoredFile, new_file_id, utc_now
+from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import Storage
 
 log = logging.getLogger("ingest.uploads")
@@ -42,6 +44,12 @@ class IncomingFile:
     expected_sha256: str | None = None
     received: Received | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    detected_type: str | None = None
+    type_checked: bool = False  # the content rules have seen the first bytes
+    # The link reservation the commit turns into use; `release_on_failure`: it belongs to the
+    # request (multipart, raw), not to a tus upload that outlives it.
+    reservation: str | None = None
+    release_on_failure: bool = False
     # The upload as events and metrics see it; its id becomes the stored file's id.
     upload: Upload = field(default_factory=lambda: Upload(id=new_file_id(), protocol=OTHER,
                                                           filename="", content_type=""))
@@ -54,6 +62,8 @@ class UploadService:
         self.storage = storage
         self.catalog = catalog
         self.events = events or EventHub(Metrics())
+        self.rules = ContentRules(accept=settings.accept, on_type_mismatch=settings.on_type_mismatch)
+        self.links = Links(catalog, request_hold_seconds=settings.temp_max_age)
 
     async def start(self) -> None:
         await self.catalog.open()
@@ -74,26 +84,82 @@ class UploadService:
             upload.forwarded_headers = request.forwarded_headers
             if request.protocol == RAW:
                 upload.expected_size = request.content_length
-        await self.events.create(upload)
+            upload.token = request.token
+            upload.link = request.link.id if request.link else None
+        max_size = self.settings.max_file_size
+        reservation = None
+        if request is not None and request.link is not None and request.protocol != TUS:
+            max_size = min(max_size, await self._reserve(request, request.link))
+            reservation = request.request_id
         try:
-            writer = await anyio.to_thread.run_sync(self.storage.create)
+            await self.events.create(upload)
+            try:
+                writer = await anyio.to_thread.run_sync(self.storage.create)
+            except BaseException:
+                self.events.failed(upload)
+                raise
         except BaseException:
-            self.events.failed(upload)
+            if reservation is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.links.release(reservation)
             raise
-        sink = BlobSink(writer, max_size=self.settings.max_file_size,
+        incoming: IncomingFile
+
+        async def first_block(block: Block) -> None:
+            await self.check_type(incoming, head_of(block))
+
+        sink = BlobSink(writer, max_size=max_size,
                         block_size=self.settings.block_size,
-                        on_block=functools.partial(self.events.received, upload))
-        return IncomingFile(sink=sink, filename=filename, content_type=content_type,
-                            expected_sha256=expected_sha256, upload=upload)
+                        on_block=functools.partial(self.events.received, upload),
+                        on_first_block=first_block)
+        incoming = IncomingFile(sink=sink, filename=filename, content_type=content_type,
+                                expected_sha256=expected_sha256, upload=upload,
+                                reservation=reservation, release_on_failure=reservation is not None)
+        return incoming
+
+    async def _reserve(self, request: RequestContext, link: Link) -> int:
+        """Reserve this file of a link-authorised request (its bytes with its first file) and
+        return how large the file may be."""
+        if request.link_bytes_reserved is None:
+            granted = await self.links.reserve(
+                link, request.request_id, size=request.content_length, exact=request.protocol == RAW,
+                files=1, held_by_request=True)
+            request.link_bytes_reserved = granted
+        else:
+            await self.links.reserve(link, request.request_id, size=0, exact=False, files=1,
+                                     held_by_request=True)
+        if link.max_size is None:
+            return self.settings.max_file_size
+        return max(0, request.link_bytes_reserved - request.link_bytes_spent)
+
+    async def check_type(self, incoming: IncomingFile, head: bytes) -> None:
+        """Detect the media type from the file's first bytes, record it, apply the content
+        rules (415 unsupported_file_type). Once per file: its first block, or its end."""
+        if incoming.type_checked:
+            return
+        incoming.type_checked = True
+        incoming.detected_type = await self.inspect(
+            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload)
+
+    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload) -> str | None:
+        """The media type of a file starting with `head`, recorded on its upload; raises
+        UnsupportedFileType when the server's content rules refuse it."""
+        detected = upload.detected_type = await detect_in_thread(head)
+        request = current_request()
+        link_accept = request.link.accept if request is not None and request.link is not None else ()
+        self.rules.check(filename=filename, declared=content_type, detected=detected, also_accept=link_accept)
+        return detected
 
     async def finish(self, incoming: IncomingFile) -> None:
         """All bytes are in: flush the last block and record size and SHA-256."""
         incoming.received = await incoming.sink.finish()
+        await self.check_type(incoming, b"")  # an empty file: no first block was seen
         incoming.upload.size = incoming.received.size
         incoming.upload.sha256 = incoming.received.sha256
         request = current_request()
         if request is not None:
             request.files_received += 1
+            request.link_bytes_spent += incoming.received.size
 
     async def commit(self, incoming_files: Sequence[IncomingFile]) -> list[StoredFile]:
         """Check digests, then make every file visible, or none. On failure all is discarded."""
@@ -119,12 +185,15 @@ class UploadService:
                 stored = StoredFile(
                     id=incoming.upload.id, filename=incoming.filename, size=incoming.received.size,
                     sha256=incoming.received.sha256, content_type=incoming.content_type,
-                    created_at=utc_now(), metadata=incoming.upload.metadata)
+                    created_at=utc_now(), metadata=incoming.upload.metadata,
+                    detected_type=incoming.detected_type, link=incoming.upload.link,
+                    token=incoming.upload.token)
                 await incoming.sink.commit(stored.id, sha256=stored.sha256)
                 committed.append(stored)
-            await self.catalog.add(committed)
+            await self.catalog.add(committed, release=_reservations(incoming_files))
         except BaseException as error:
             with anyio.CancelScope(shield=True):
+                await self._release(incoming_files)
                 await self.discard(incoming_files[len(committed):], error)
                 for stored in committed:
                     await anyio.to_thread.run_sync(self.storage.delete, stored.id)
@@ -142,6 +211,7 @@ class UploadService:
         reason given to metrics and post-terminate hooks."""
         error = error or sys.exception()
         with anyio.CancelScope(shield=True):
+            await self._release(incoming_files)
             for incoming in incoming_files:
                 try:
                     await incoming.sink.abort()
@@ -149,14 +219,24 @@ class UploadService:
                     log.exception("could not discard a temporary file of %r", incoming.filename)
                 self.events.failed(incoming.upload, error)
 
+    async def _release(self, incoming_files: Sequence[IncomingFile]) -> None:
+        """Give back the link reservations of a failed request; never raises (the sweep of
+        expired reservations is the fallback)."""
+        keys = _reservations([i for i in incoming_files if i.release_on_failure])
+        try:
+            await self.links.release(*keys)
+        except Exception:
+            log.exception("could not release the link reservations %s", keys)
+
     async def get(self, file_id: str) -> StoredFile:
         stored = await self.catalog.get(file_id)
         if stored is None:
             raise NotFound(f"no stored file with id {file_id!r}")
         return stored
 
-    async def page(self, *, limit: int, after: tuple[str, str] | None) -> list[StoredFile]:
-        return await self.catalog.page(limit=limit, after=after)
+    async def page(self, *, limit: int, after: tuple[str, str] | None,
+                   link: str | None = None) -> list[StoredFile]:
+        return await self.catalog.page(limit=limit, after=after, link=link)
 
     async def delete(self, file_id: str) -> StoredFile:
         """Row first, then bytes: a crash in between leaves only an invisible orphan blob."""
@@ -185,6 +265,10 @@ class UploadService:
         if removed_temp or orphans:
             log.info("swept %d temporary files and %d orphaned blobs", removed_temp, len(orphans))
 
+
+
+def _reservations(incoming_files: Sequence[IncomingFile]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i.reservation for i in incoming_files if i.reservation is not None))
 
 
 def _check_digest(incoming: IncomingFile) -> None:

@@ -37,7 +37,7 @@ _SLIM = ["--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr
 BASES = {
     # tag: (mmdebstrap arguments, podman import --change instructions)
     "localhost/ingest-base:bookworm": (
-        ["--include=python3,python3-venv,ca-certificates"], []),
+        ["--include=python3,python3-venv,ca-certificates,libmagic1"], []),
     "localhost/ingest-nginx:bookworm": (
         ["--include=nginx",
          # Debian's default site listens on port 80 of the host's network; logs go to the

@@ -10,6 +10,8 @@ import anyio
 import psycopg
 import pytest
 
+from ingest.catalog import postgres as postgres_catalog
+from ingest.catalog import sqlite as sqlite_catalog
 from ingest.catalog.base import Catalog
 from ingest.catalog.postgres import PostgresCatalog
 from ingest.catalog.sqlite import SqliteCatalog
@@ -78,7 +80,48 @@ async def test_postgres_schema_is_migrated_once_by_nodes_starting_together(postg
     await nodes[0].add([row(1)])
     assert await nodes[2].get(row(1).id) == row(1)  # one shared catalog
     with psycopg.connect(postgres_url) as connection:
-        assert connection.execute("SELECT version FROM ingest_schema").fetchall() == [(1,)]
+        assert connection.execute("SELECT version FROM ingest_schema").fetchall() == [
+            (len(postgres_catalog._MIGRATIONS),)]
     for node in nodes:
         await node.close()
 
+
+
+async def test_files_record_detected_type_link_and_token(catalog: Catalog) -> None:
+    stored = StoredFile(id="a" * 32, filename="x.png", size=1, sha256="0" * 64, content_type="image/png",
+                        created_at="2026-01-01T00:00:00.000000Z", detected_type="image/png",
+                        link="l" * 16, token="producer")
+    await catalog.add([stored])
+    assert await catalog.get(stored.id) == stored
+
+
+async def test_a_sqlite_catalog_from_before_versioning_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(sqlite_catalog._SCHEMA)
+        connection.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?)",
+                           ("b" * 32, "old.bin", 3, "0" * 64, "application/octet-stream",
+                            "2026-01-01T00:00:00.000000Z", "{}"))
+    for _ in range(2):  # a second start finds nothing to do
+        catalog = SqliteCatalog(path)
+        await catalog.open()
+        old = await catalog.get("b" * 32)
+        assert old is not None and old.detected_type is None and old.link is None
+        await catalog.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_catalog._MIGRATIONS)
+
+
+async def test_a_postgres_catalog_at_schema_version_1_is_migrated_and_keeps_its_rows(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as connection:
+        connection.execute("CREATE TABLE ingest_schema (version INTEGER NOT NULL)")
+        connection.execute("INSERT INTO ingest_schema VALUES (1)")
+        connection.execute(postgres_catalog._MIGRATIONS[0])
+        connection.execute("INSERT INTO files VALUES (%s,%s,%s,%s,%s,%s,'{}')",
+                           ("c" * 32, "old.bin", 3, "0" * 64, "application/octet-stream",
+                            "2026-01-01T00:00:00.000000Z"))
+    catalog = PostgresCatalog(postgres_url)
+    await catalog.open()
+    old = await catalog.get("c" * 32)
+    assert old is not None and old.detected_type is None and old.token is None
+    await catalog.close()

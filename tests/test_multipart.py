@@ -302,3 +302,23 @@ def test_garbage_collection_during_a_parse_is_not_charged_to_the_parse_budget() 
     collection = time.thread_time() - started_thread
     assert len(objects) and collection > 0.01
     assert _parse_cpu_time() - started_parse < collection / 4
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable", "x-uuencode", "BASE64", ""])
+@pytest.mark.parametrize("on_field", [False, True])
+async def test_content_transfer_encoding_other_than_identity_is_a_400_and_leaves_nothing(
+        service: UploadService, settings: Settings, encoding: str, on_field: bool) -> None:
+    disposition = 'form-data; name="f"' if on_field else 'form-data; name="f"; filename="a.txt"'
+    headers = f"Content-Disposition: {disposition}\r\nContent-Transfer-Encoding: {encoding}\r\n".encode()
+    body = multipart_body([file_part("ok", "ok.txt", b"fine"), (headers, b"aGVsbG8=")])
+    with pytest.raises(MalformedMultipart, match="Content-Transfer-Encoding"):
+        await receive(service, [body])
+    assert_nothing_kept(settings)
+
+
+@pytest.mark.parametrize("encoding", ["7bit", "8bit", "binary", " Binary "])
+async def test_identity_content_transfer_encodings_are_accepted(service: UploadService, encoding: str) -> None:
+    headers = (f'Content-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+               f"Content-Transfer-Encoding: {encoding}\r\n").encode()
+    _, [stored] = await receive(service, [multipart_body([(headers, b"\x00\xffbytes")])])
+    assert stored.sha256 == sha256(b"\x00\xffbytes")

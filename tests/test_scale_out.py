@@ -162,3 +162,20 @@ def test_nginx_balances_uploads_across_the_nodes_and_any_node_serves_each(
     for name, file_id in ids.items():
         for base in (nginx_in_front, *(node.url for node in nodes)):
             assert httpx.get(f"{base}/uploads/{file_id}/content", timeout=60).content == contents[name]
+
+
+def test_an_upload_link_made_on_one_node_is_honoured_and_revoked_on_the_other(nodes: list[LiveServer]) -> None:
+    first, second = nodes
+    created = httpx.post(first.url + "/links", json={"max_files": 2, "max_size": 1000}).json()
+    link = {"authorization": f"Bearer {created['secret']}"}
+    assert httpx.put(second.url + "/uploads/a.bin", content=b"a" * 600, headers=link).status_code == 201
+    too_big = httpx.put(first.url + "/uploads/b.bin", content=b"b" * 600, headers=link)
+    assert (too_big.status_code, too_big.json()["error"]) == (413, "link_limit_exceeded")  # 400 left
+    assert httpx.put(first.url + "/uploads/b.bin", content=b"b" * 400, headers=link).status_code == 201
+    used_up = httpx.put(second.url + "/uploads/c.bin", content=b"c", headers=link)
+    assert (used_up.status_code, used_up.json()["error"]) == (403, "link_used_up")
+    httpx.delete(f"{second.url}/links/{created['link']['id']}")
+    revoked = httpx.get(first.url + "/links/current", headers=link)
+    assert (revoked.status_code, revoked.json()["error"]) == (403, "link_revoked")
+    listed = httpx.get(second.url + "/uploads", params={"link": created["link"]["id"]}).json()["items"]
+    assert sorted(item["filename"] for item in listed) == ["a.bin", "b.bin"]

@@ -139,6 +139,26 @@ class Client:
         response = self.http.delete(f"/uploads/{quote(file_id, safe='')}")
         raise_for_status(response, 204)
 
+    def create_link(self, **options: Any) -> builtins.dict[str, Any]:
+        """A new upload link (admin token): `{"link": {...}, "secret": ..., "url": ...}`; the
+        secret and URL are shown this once. Options as `POST /links` takes them: expires,
+        max_size, max_files, accept, label, single_use."""
+        response = self.http.post("/links", json=options)
+        raise_for_status(response, 201)
+        return dict(response.json())
+
+    def links(self) -> builtins.list[builtins.dict[str, Any]]:
+        """Every upload link, with its state and what it has used (admin token)."""
+        response = self.http.get("/links")
+        raise_for_status(response, 200)
+        return list(response.json()["items"])
+
+    def revoke_link(self, link_id: str) -> builtins.dict[str, Any]:
+        """Revoke an upload link: it stops working at once (admin token)."""
+        response = self.http.delete(f"/links/{quote(link_id, safe='')}")
+        raise_for_status(response, 200)
+        return dict(response.json())
+
     def list(self, *, limit: int | None = None, page_size: int = 1000) -> Iterator[RemoteFile]:
         """Stored files, newest first, every page (or the first `limit`)."""
         cursor: str | None = None

@@ -21,14 +21,19 @@ import anyio.to_thread
 
 from ingest.body import RequestBody
 from ingest.config import Settings
+from ingest.content_rules import head_of
 from ingest.context import TUS, current_request
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
+    Forbidden,
     IngestError,
     InvalidRequest,
+    LinkExpired,
+    LinkLimitExceeded,
     NotFound,
     OffsetMismatch,
+    UnsupportedFileType,
     UploadExpired,
     UploadLengthExceeded,
     UploadLocked,
@@ -36,8 +41,8 @@ from ingest.errors import (
     UploadSuperseded,
 )
 from ingest.events import HookRejected, Upload
-from ingest.models import clean_filename, clean_media_type
-from ingest.sink import BlobSink, Received
+from ingest.models import Link, clean_filename, clean_media_type, utc_now
+from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
 from ingest.tus.hash_state import UploadHash
 from ingest.tus.headers import CHECKSUM_ALGORITHMS
@@ -65,6 +70,11 @@ class TusUpload:
     # process can continue it; None where it cannot be saved.
     sha256_state: str | None = None
     sha256_offset: int = -1
+    detected_type: str | None = None  # from the first bytes (ingest/content_rules.py)
+    type_checked: bool = False
+    link: str | None = None  # the upload link it was created with, or the token's name
+    token: str | None = None
+    reserved: int | None = None  # bytes its link reservation holds, when the link has a size limit
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -112,6 +122,30 @@ class TusService:
         upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
                            created_at=now, expires_at=now + self.settings.tus_expiry,
                            concat="partial" if partial else None)
+        request = current_request()
+        if request is not None:
+            upload.token = request.token
+            if request.link is not None:
+                await self._reserve(upload, request.link)
+        try:
+            return await self._create(upload, length, partial)
+        except BaseException:
+            if upload.link is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.uploads.links.release(upload.upload_id)
+            raise
+
+    async def _reserve(self, upload: TusUpload, link: Link) -> None:
+        """An upload link's reservation for this upload: its length (or, deferred, all that is
+        left), held until the upload is stored, terminated or expired."""
+        if upload.concat is not None:
+            raise Forbidden("an upload link takes whole uploads; concatenation needs a token")
+        granted = await self.uploads.links.reserve(link, upload.upload_id, size=upload.length,
+                                                   exact=True, files=1, held_by_request=False)
+        upload.link = link.id
+        upload.reserved = granted if link.max_size is not None else None
+
+    async def _create(self, upload: TusUpload, length: int | None, partial: bool) -> TusUpload:
         if not partial:
             # pre-create may refuse (HookRejected) before anything exists; partial uploads
             # have no events of their own: the final upload that concatenates them has.
@@ -125,7 +159,13 @@ class TusService:
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
-                await self._commit(upload, UploadHash())
+                try:
+                    await self._commit(upload, UploadHash())
+                except UnsupportedFileType as error:
+                    await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+                    await self._release(upload.upload_id, upload.state())
+                    self._end_event(upload.upload_id, error)
+                    raise
         return upload
 
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
@@ -181,6 +221,7 @@ class TusService:
             if self.handover is not None:  # the same across nodes
                 await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             upload = await self._load(upload_id)
+            _check_owner(upload.link)
             await self._commit_if_whole(upload)
             return upload
 
@@ -200,6 +241,7 @@ class TusService:
                     checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
         async with self.locks.hold(upload_id) as holder:
             upload = await self._load(upload_id)
+            _check_owner(upload.link)
             if upload.concat == "final":
                 raise UploadNotPatchable("a final (concatenated) upload takes no PATCH")
             if length is not None and length != upload.length:
@@ -216,12 +258,27 @@ class TusService:
                         raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
             except IngestError as error:
                 failure = error  # raised once the upload is committed, if it is whole
+            if isinstance(failure, UnsupportedFileType):
+                # Refused at its first bytes: the upload is terminated, nothing of it kept.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+                    await self._release(upload.upload_id, upload.state())
+                self._hashers.pop(upload_id, None)
+                self._end_event(upload_id, failure)
+                raise failure
             await self._commit_if_whole(upload)
             if failure is not None:
                 raise failure
             if holder.superseded:
                 raise UploadSuperseded("a newer request for this upload took over")
             return upload
+
+    async def _check_type(self, upload: TusUpload, head: bytes) -> None:
+        """The first bytes of the upload have arrived: detect and apply the content rules."""
+        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        upload.type_checked = True
+        upload.detected_type = await self.uploads.inspect(
+            head, filename=filename, content_type=content_type, upload=self._event_of(upload))
 
     async def _declare_length(self, upload: TusUpload, length: int) -> None:
         """creation-defer-length: the first PATCH that knows the length says it, once."""
@@ -232,6 +289,9 @@ class TusService:
         if length > self.settings.max_file_size:
             raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
                                f"{self.settings.max_file_size} bytes")
+        if upload.reserved is not None and length > upload.reserved:
+            raise LinkLimitExceeded(f"Upload-Length {length} exceeds the {upload.reserved} bytes "
+                                    "this upload holds of its link")
         upload.length = length
         await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
 
@@ -247,9 +307,17 @@ class TusService:
             before = upload_hash.copy() if upload_hash is not None and checksum else None
             chunk_hash = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
             room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
+            if upload.reserved is not None:  # a deferred length within its link's reservation
+                room = min(room, upload.reserved - upload.offset)
             event = self._event_of(upload) if upload.concat is None else None
+            check_type = None
+            if not upload.type_checked and upload.concat is None:
+                async def check_type(block: Block) -> None:
+                    # The upload's first bytes, before any is kept: 415 refuses it here.
+                    await self._check_type(upload, head_of(block))
             sink = BlobSink(writer, max_size=room, block_size=self.settings.block_size,
                             on_block=functools.partial(self.uploads.events.received, event) if event else None,
+                            on_first_block=check_type,
                             hashes=[h for h in (upload_hash, chunk_hash) if h is not None],
                             overflow=_past_upload_length)
             failure: BaseException | None = None
@@ -357,18 +425,22 @@ class TusService:
         """All bytes are in: make them an ordinary stored file through the upload service."""
         assert upload.length is not None
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        if not upload.type_checked:
+            await self._check_type(upload, b"")  # an empty upload has no first bytes
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
             sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
-            upload=self._event_of(upload))
+            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True,
+            reservation=upload.upload_id if upload.link is not None else None)
         try:
             [stored] = await self.uploads.commit([incoming])
         except HookRejected:
             # pre-finish refused the upload: it is discarded, as its client is told.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
+                await self._release(upload.upload_id, upload.state())
             self._events.pop(upload.upload_id, None)
             self._hashers.pop(upload.upload_id, None)
             raise
@@ -389,7 +461,9 @@ class TusService:
                 state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 raise NotFound(f"no upload with id {upload_id!r}") from None
+            _check_owner(state.get("link"))
             await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
+            await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
             self._end_event(upload_id, "terminated", state=state, offset=offset)
 
@@ -411,6 +485,7 @@ class TusService:
                 await anyio.to_thread.run_sync(self._terminate_unless_busy, upload_id)
             except IngestError:
                 continue
+            await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
             self._end_event(upload_id, "expired", state=state, offset=offset)
             removed += 1
@@ -432,7 +507,8 @@ class TusService:
                        metadata=_extra_metadata(upload.metadata), expected_size=upload.length,
                        size=upload.offset, client=request.client if request else None,
                        request_id=request.request_id if request else None,
-                       forwarded_headers=request.forwarded_headers if request else {})
+                       forwarded_headers=request.forwarded_headers if request else {},
+                       link=upload.link, token=upload.token)
         if register:
             self._events[upload.upload_id] = event
         return event
@@ -448,6 +524,16 @@ class TusService:
         if event is not None:
             self.uploads.events.failed(event, reason)
 
+    async def _release(self, upload_id: str, state: dict[str, Any]) -> None:
+        """Give back what an unfinished upload held of its link (a stored one has no state
+        left to release: the commit turned it into use)."""
+        if state.get("link") is not None and state.get("file_id") is None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.uploads.links.release(upload_id)
+                except Exception:
+                    log.exception("could not release a link reservation")
+
     def _terminate_unless_busy(self, upload_id: str) -> None:
         """Worker thread: a session open in another process means the upload is alive."""
         try:
@@ -461,6 +547,17 @@ class TusService:
             self.storage.terminate_partial(upload_id)
         finally:
             writer.close()
+
+
+def _check_owner(link_id: str | None) -> None:
+    """A request made with an upload link reaches only uploads made with that link."""
+    request = current_request()
+    link = request.link if request is not None else None
+    if link is None or link.id == link_id:
+        return
+    if link.expired(utc_now()):
+        raise LinkExpired(f"upload link {link.id} expired at {link.expires_at}")
+    raise Forbidden("this upload was not made with this upload link")
 
 
 def _name_and_type(metadata: dict[str, str], default_name: str) -> tuple[str, str]:
