@@ -50,7 +50,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 _LINK_PATHS: dict[str, Any] = {
     "/links": {
-        "post": {"summary": "Create an upload link (admin scope); the answer holds its secret and URL, once",
+        "post": {"operationId": "createLink",
+                 "summary": "Create an upload link (admin scope); the answer holds its secret and URL, once",
                  "requestBody": {"required": False, "content": {"application/json": {"schema": {
                      "type": "object", "additionalProperties": False, "properties": {
                          "expires": {"type": ["string", "number"]}, "max_size": {"type": ["string", "integer"]},
@@ -59,16 +60,17 @@ _LINK_PATHS: dict[str, Any] = {
                  "responses": {"201": _json({"type": "object", "required": ["link", "secret", "url"], "properties": {
                      "link": _LINK, "secret": {"type": "string"}, "url": {"type": "string"}}}, "Created"),
                      **_error_responses(400, 401, 403)}},
-        "get": {"summary": "List upload links (admin scope)",
+        "get": {"operationId": "listLinks", "summary": "List upload links (admin scope)",
                 "responses": {"200": _json({"type": "object", "properties": {
                     "items": {"type": "array", "items": _LINK}}}, "Every link"), **_error_responses(401, 403)}}},
     "/links/current": {"get": {
-        "summary": "The upload link the request is made with: its label and what is left",
+        "operationId": "getCurrentLink", "summary": "The upload link the request is made with: its label and what is left",
         "responses": {"200": _json({"type": "object"}, "The link"), **_error_responses(401, 403, 404)}}},
     "/links/{link_id}": {
-        "get": {"summary": "One upload link (admin scope)", "parameters": [_LINK_ID],
+        "get": {"operationId": "getLink", "summary": "One upload link (admin scope)", "parameters": [_LINK_ID],
                 "responses": {"200": _json(_LINK, "The link"), **_error_responses(401, 403, 404)}},
-        "delete": {"summary": "Revoke an upload link (admin scope); it stops working at once",
+        "delete": {"operationId": "revokeLink",
+                   "summary": "Revoke an upload link (admin scope); it stops working at once",
                    "parameters": [_LINK_ID],
                    "responses": {"200": _json(_LINK, "The revoked link"), **_error_responses(401, 403, 404)}}},
 }
