@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ingest import crashpoints
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
 from ingest.context import OTHER, RAW, current_request
@@ -122,7 +123,9 @@ class UploadService:
                     created_at=utc_now(), metadata=incoming.upload.metadata)
                 await incoming.sink.commit(stored.id, sha256=stored.sha256)
                 committed.append(stored)
+                crashpoints.reached("blob.committed")
             await self.catalog.add(committed)
+            crashpoints.reached("rows.inserted")
         except BaseException as error:
             with anyio.CancelScope(shield=True):
                 await self.discard(incoming_files[len(committed):], error)

@@ -13,6 +13,8 @@ import secrets
 import time
 from pathlib import Path
 
+from ingest import crashpoints
+
 _BLOB_ID = re.compile(r"[0-9a-f]{32}")
 TEMP_SUFFIX = ".part"
 _INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
@@ -94,6 +96,7 @@ class LocalBlobWriter:
         final_path = self._storage.path_of(blob_id)
         if self._storage.fsync:
             os.fsync(self._fd)
+        crashpoints.reached("temp.synced")
         self._close()
         final_path.parent.mkdir(exist_ok=True)
         os.replace(self.temp_path, final_path)
