@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        await app.state.tus.recover()  # finish tus commits a crash cut short, before serving
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)

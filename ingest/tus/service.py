@@ -3,11 +3,19 @@ through `UploadService` like any other file (atomic, SHA-256 recorded, catalog r
 
 Protocol details (headers, statuses) live in `headers.py` and `http.py`; this module speaks
 in upload ids, offsets and byte streams.
+
+Crashes (README "Crashes"): the stored file of an upload has the upload's id, so a commit cut
+anywhere is finished from storage alone — an existing blob is adopted, an existing row only
+marks the upload done — by `recover` at start-up or by the next HEAD or PATCH. A checksummed
+PATCH records in the state, before its first byte, the offset it started from
+(`unverified_from`); until the state says it was verified, that offset is the upload's, and
+the next writer cuts the bytes beyond it off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -19,6 +27,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ingest import crashpoints
 from ingest.config import Settings
 from ingest.context import TUS, current_request
 from ingest.errors import (
@@ -60,6 +69,8 @@ class TusUpload:
     concat: str | None = None  # "partial" or "final"
     parts: list[str] = field(default_factory=list)
     file_id: str | None = None  # the stored file, once committed
+    # Where a checksummed PATCH started while it is unverified: bytes beyond do not count.
+    unverified_from: int | None = None
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -74,6 +85,8 @@ class TusUpload:
     @classmethod
     def from_state(cls, upload_id: str, state: dict[str, Any], offset: int) -> TusUpload:
         upload = cls(upload_id=upload_id, **state)
+        if upload.unverified_from is not None:
+            offset = min(offset, upload.unverified_from)
         upload.offset = upload.length if upload.file_id is not None and upload.length else offset
         return upload
 
@@ -120,7 +133,7 @@ class TusService:
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
-                await self._commit(upload, hashlib.sha256())
+                await self._commit(upload)
         return upload
 
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
@@ -235,9 +248,17 @@ class TusService:
                       body: AsyncIterator[bytes], checksum: tuple[str, bytes] | None) -> None:
         writer = await self._open_session(upload.upload_id)
         try:
+            await self._cut_unverified(upload.upload_id, writer)
             if writer.offset != upload.offset:  # another worker process appended meanwhile
                 raise OffsetMismatch(f"the upload now holds {writer.offset} bytes",
                                      headers={"upload-offset": str(writer.offset)})
+            if checksum:
+                # Until this chunk is verified, the durable offset stays here: a crash from
+                # now on leaves bytes the next writer cuts off (all-or-nothing, as the tus
+                # checksum extension wants a chunk that cannot be verified discarded).
+                upload.unverified_from = upload.offset
+                await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
+                                               upload.state())
             # Partial uploads are hashed when concatenated, not here.
             upload_hash = await self._upload_hash(upload) if upload.concat is None else None
             before = upload_hash.copy() if upload_hash is not None and checksum else None
@@ -284,14 +305,26 @@ class TusService:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(writer.close)
+        crashpoints.reached("tus.chunk_appended")
+        upload.unverified_from = None
         upload.expires_at = self.clock() + self.settings.tus_expiry
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                            upload.state())
+        crashpoints.reached("tus.state_written")
         if event is not None:
             self.uploads.events.settled(event, upload.offset)
         if failure is not None:
             raise failure
+
+    async def _cut_unverified(self, upload_id: str, writer: PartialWriter) -> None:
+        """Holding the session, so the only writer: bytes past a recorded `unverified_from`
+        were written by a PATCH that died before its checksum was verified. Cut them off."""
+        state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+        unverified = state.get("unverified_from")
+        if unverified is not None and writer.offset > unverified:
+            log.info("upload %s: cut %d unverified bytes off", upload_id, writer.offset - unverified)
+            await anyio.to_thread.run_sync(writer.truncate, unverified)
 
     async def _open_session(self, upload_id: str) -> PartialWriter:
         """The storage's exclusive session. Held by another node: ask it to hand over (as a
@@ -334,11 +367,54 @@ class TusService:
         HEAD then answers offset == length and every tus client takes the upload as done,
         so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
         if upload.complete and upload.file_id is None and upload.concat is None:
-            await self._commit(upload, await self._upload_hash(upload))
+            await self._commit(upload)
 
-    async def _commit(self, upload: TusUpload, upload_hash: Any) -> None:
-        """All bytes are in: make them an ordinary stored file through the upload service."""
+    async def _commit(self, upload: TusUpload) -> None:
+        """All bytes are in: make them an ordinary stored file through the upload service, or
+        finish the commit a crash cut short. Holds the storage's session all along, so one
+        process at a time commits an upload (two workers may HEAD it at once)."""
+        writer = await self._commit_session(upload.upload_id)
+        try:
+            state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload.upload_id)
+            if state.get("file_id") is not None:  # another process finished it meanwhile
+                upload.file_id = state["file_id"]
+                return
+            if writer is None:
+                raise NotFound(f"the bytes of upload {upload.upload_id} are gone")
+            stored = await self.uploads.catalog.get(upload.upload_id)
+            if stored is None:
+                file_id = await self._store(upload)
+            else:
+                # A crash came after the row: the file is stored, only the state lags behind.
+                file_id = stored.id
+                self.uploads.events.finished(self._event_of(upload))
+                log.info("upload %s: finished a commit cut after its catalog row", upload.upload_id)
+            await self._mark_done(upload, file_id)
+        finally:
+            if writer is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.close)
+
+    async def _commit_session(self, upload_id: str) -> PartialWriter | None:
+        """The storage's exclusive session for a commit, waiting (bounded) while another
+        process holds it; None when the bytes are gone (the upload was finished meanwhile)."""
+        deadline = self.clock() + HANDOVER_WAIT_SECONDS
+        while True:
+            try:
+                writer: PartialWriter = await anyio.to_thread.run_sync(self.storage.open_partial, upload_id)
+                return writer
+            except KeyError:
+                return None
+            except PartialBusy:
+                if self.clock() >= deadline:
+                    raise UploadLocked("another server process is committing this upload; retry shortly",
+                                       headers={"retry-after": "1"}) from None
+            await anyio.sleep(0.05)
+
+    async def _store(self, upload: TusUpload) -> str:
+        """The commit proper. Its blob id is the upload id: a blob a crash left is adopted."""
         assert upload.length is not None
+        upload_hash = await self._upload_hash(upload)
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
@@ -355,14 +431,70 @@ class TusService:
             self._events.pop(upload.upload_id, None)
             self._hashers.pop(upload.upload_id, None)
             raise
+        return stored.id
+
+    async def _mark_done(self, upload: TusUpload, file_id: str) -> None:
+        """The state names the stored file, then the partial bytes go (the blob has its own)."""
         self._events.pop(upload.upload_id, None)
-        upload.file_id = stored.id
         self._hashers.pop(upload.upload_id, None)
+        upload.file_id = file_id
+        upload.unverified_from = None
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                            upload.state())
+            crashpoints.reached("tus.state_done")
             await anyio.to_thread.run_sync(
                 lambda: self.storage.terminate_partial(upload.upload_id, keep_state=True))
+
+    # --- recovery after a crash -------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up: remove what a crash left of states being written, finish every commit
+        a crash cut short, cut unverified bytes off, and drop the leftover bytes of uploads
+        whose state already names their stored file."""
+        staged = await anyio.to_thread.run_sync(
+            lambda: self.storage.sweep_staging(older_than=self.settings.temp_max_age))
+        finished = cut = 0
+        now = self.clock()
+        for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
+            try:
+                state, stored_bytes = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+            except KeyError:
+                continue
+            upload = TusUpload.from_state(upload_id, state, stored_bytes)
+            try:
+                async with self.locks.hold(upload_id):
+                    if upload.file_id is not None:
+                        if stored_bytes or upload.length == 0:
+                            await anyio.to_thread.run_sync(
+                                functools.partial(self.storage.terminate_partial, upload_id, keep_state=True))
+                    elif upload.expires_at <= now:
+                        continue  # the expiry sweep removes it
+                    elif upload.complete and upload.concat is None:
+                        await self._commit(upload)
+                        finished += 1
+                    elif stored_bytes > upload.offset:
+                        await anyio.to_thread.run_sync(self._cut_unless_busy, upload_id)
+                        cut += 1
+            except (IngestError, HookRejected, OSError) as error:
+                log.warning("upload %s: recovery left it for its next request: %s", upload_id, error)
+        if staged or finished or cut:
+            log.info("recovered tus uploads: %d staging files removed, %d commits finished, "
+                     "%d unverified chunks cut off", staged, finished, cut)
+
+    def _cut_unless_busy(self, upload_id: str) -> None:
+        """Worker thread: cut unverified bytes off, unless another process is writing."""
+        try:
+            writer = self.storage.open_partial(upload_id)
+        except (PartialBusy, KeyError):
+            return
+        try:
+            state, _ = self.storage.partial_state(upload_id)
+            unverified = state.get("unverified_from")
+            if unverified is not None and writer.offset > unverified:
+                writer.truncate(unverified)
+        finally:
+            writer.close()
 
     # --- termination and expiry -------------------------------------------------------------
 
@@ -380,6 +512,8 @@ class TusService:
         """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
         finished ones kept as long for clients that come back to check."""
         removed = 0
+        await anyio.to_thread.run_sync(
+            lambda: self.storage.sweep_staging(older_than=self.settings.temp_max_age))
         now = self.clock()
         for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
             if self.locks.busy(upload_id):
