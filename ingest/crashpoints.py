@@ -13,7 +13,8 @@ The sequences (README "Crashes"):
 - S3: parts uploaded (`s3.part_uploaded`, each part) -> multipart upload completed
   (`s3.completed`) -> copied to `files/` (`blob.committed`) -> rows inserted -> answer.
 - tus PATCH: bytes appended and synced (`tus.chunk_appended`) -> state written
-  (`tus.state_written`) -> answer; S3 stores each full part first (`s3.chunk_stored`).
+  (`tus.state_written`; on local disk through a staging file, `tus.state_staged`) -> answer;
+  S3 stores each full part as it fills (`s3.chunk_stored`, before the manifest names it).
 - tus commit (the last byte is in): blob linked/copied (`blob.committed`) -> row inserted
   (`rows.inserted`) -> state marked done (`tus.state_done`) -> partial bytes removed -> answer.
 """
@@ -29,7 +30,7 @@ ENV = "INGEST_CRASH_AT"
 POINTS = frozenset({
     "temp.synced", "blob.committed", "rows.inserted",
     "s3.part_uploaded", "s3.completed", "s3.chunk_stored",
-    "tus.chunk_appended", "tus.state_written", "tus.state_done",
+    "tus.chunk_appended", "tus.state_staged", "tus.state_written", "tus.state_done",
 })
 
 

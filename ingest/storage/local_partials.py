@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ingest import crashpoints
 from ingest.storage.base import PartialBusy
 from ingest.storage.local import _INCARNATION, LocalStorage, _abandoned, _fsync_dir
 
@@ -74,6 +75,7 @@ class LocalPartials:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        crashpoints.reached("tus.state_staged")
         os.replace(staging, state_path)
         if self._storage.fsync:
             _fsync_dir(self.partials_dir)

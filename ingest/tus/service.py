@@ -473,26 +473,29 @@ class TusService:
                     elif upload.complete and upload.concat is None:
                         await self._commit(upload)
                         finished += 1
-                    elif stored_bytes > upload.offset:
-                        await anyio.to_thread.run_sync(self._cut_unless_busy, upload_id)
-                        cut += 1
+                    else:
+                        cut += await anyio.to_thread.run_sync(self._tidy_unless_busy, upload_id)
             except (IngestError, HookRejected, OSError) as error:
                 log.warning("upload %s: recovery left it for its next request: %s", upload_id, error)
         if staged or finished or cut:
             log.info("recovered tus uploads: %d staging files removed, %d commits finished, "
                      "%d unverified chunks cut off", staged, finished, cut)
 
-    def _cut_unless_busy(self, upload_id: str) -> None:
-        """Worker thread: cut unverified bytes off, unless another process is writing."""
+    def _tidy_unless_busy(self, upload_id: str) -> int:
+        """Worker thread, unless another process is writing the upload: open a session (which
+        on S3 deletes chunks the manifest does not name) and cut unverified bytes off.
+        Returns 1 when bytes were cut."""
         try:
             writer = self.storage.open_partial(upload_id)
         except (PartialBusy, KeyError):
-            return
+            return 0
         try:
             state, _ = self.storage.partial_state(upload_id)
             unverified = state.get("unverified_from")
             if unverified is not None and writer.offset > unverified:
                 writer.truncate(unverified)
+                return 1
+            return 0
         finally:
             writer.close()
 
