@@ -82,8 +82,9 @@ def create_app(settings: Settings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        await app.state.tus.recover()  # finish tus commits a crash cut short, before serving
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
+            # Before serving, with hooks delivered: finish the tus commits a crash cut short.
+            await app.state.tus.recover()
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)
             if handover is not None:
