@@ -189,7 +189,7 @@ def run_campaign(tmp_path: Path, seconds: float, *server_args: str) -> Figures:
         pending[:] = [record for record in expected.tus if record.file_id is None]
         clients = Clients(server, expected, pending, figures, rng.randrange(1 << 30), tmp_path / "clients")
         if at_point:
-            crash_deadline = time.monotonic() + 5
+            crash_deadline = time.monotonic() + 3
             while (server.process.poll() is None and not crash_points_hit(server)
                    and time.monotonic() < crash_deadline):
                 time.sleep(0.01)

@@ -6,7 +6,7 @@ in upload ids, offsets and byte streams.
 
 Crashes (README "Crashes"): the stored file of an upload has the upload's id, so a commit cut
 anywhere is finished from storage alone — an existing blob is adopted, an existing row only
-marks the upload done — by `recover` at start-up or by the next HEAD or PATCH. A checksummed
+marks the upload done — at start-up (ingest/tus/recovery.py) or by the next HEAD or PATCH. A checksummed
 PATCH records in the state, before its first byte, the offset it started from
 (`unverified_from`); until the state says it was verified, that offset is the upload's, and
 the next writer cuts the bytes beyond it off.
@@ -15,7 +15,6 @@ the next writer cuts the bytes beyond it off.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import time
@@ -133,7 +132,7 @@ class TusService:
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
-                await self._commit(upload)
+                await self.commit(upload)
         return upload
 
     async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
@@ -367,9 +366,9 @@ class TusService:
         HEAD then answers offset == length and every tus client takes the upload as done,
         so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
         if upload.complete and upload.file_id is None and upload.concat is None:
-            await self._commit(upload)
+            await self.commit(upload)
 
-    async def _commit(self, upload: TusUpload) -> None:
+    async def commit(self, upload: TusUpload) -> None:
         """All bytes are in: make them an ordinary stored file through the upload service, or
         finish the commit a crash cut short. Holds the storage's session all along, so one
         process at a time commits an upload (two workers may HEAD it at once)."""
@@ -445,59 +444,6 @@ class TusService:
             crashpoints.reached("tus.state_done")
             await anyio.to_thread.run_sync(
                 lambda: self.storage.terminate_partial(upload.upload_id, keep_state=True))
-
-    # --- recovery after a crash -------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """At start-up: remove what a crash left of states being written, finish every commit
-        a crash cut short, cut unverified bytes off, and drop the leftover bytes of uploads
-        whose state already names their stored file."""
-        staged = await anyio.to_thread.run_sync(
-            lambda: self.storage.sweep_staging(older_than=self.settings.temp_max_age))
-        finished = cut = 0
-        now = self.clock()
-        for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
-            try:
-                state, stored_bytes = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
-            except KeyError:
-                continue
-            upload = TusUpload.from_state(upload_id, state, stored_bytes)
-            try:
-                async with self.locks.hold(upload_id):
-                    if upload.file_id is not None:
-                        if stored_bytes or upload.length == 0:
-                            await anyio.to_thread.run_sync(
-                                functools.partial(self.storage.terminate_partial, upload_id, keep_state=True))
-                    elif upload.expires_at <= now:
-                        continue  # the expiry sweep removes it
-                    elif upload.complete and upload.concat is None:
-                        await self._commit(upload)
-                        finished += 1
-                    else:
-                        cut += await anyio.to_thread.run_sync(self._tidy_unless_busy, upload_id)
-            except (IngestError, HookRejected, OSError) as error:
-                log.warning("upload %s: recovery left it for its next request: %s", upload_id, error)
-        if staged or finished or cut:
-            log.info("recovered tus uploads: %d staging files removed, %d commits finished, "
-                     "%d unverified chunks cut off", staged, finished, cut)
-
-    def _tidy_unless_busy(self, upload_id: str) -> int:
-        """Worker thread, unless another process is writing the upload: open a session (which
-        on S3 deletes chunks the manifest does not name) and cut unverified bytes off.
-        Returns 1 when bytes were cut."""
-        try:
-            writer = self.storage.open_partial(upload_id)
-        except (PartialBusy, KeyError):
-            return 0
-        try:
-            state, _ = self.storage.partial_state(upload_id)
-            unverified = state.get("unverified_from")
-            if unverified is not None and writer.offset > unverified:
-                writer.truncate(unverified)
-                return 1
-            return 0
-        finally:
-            writer.close()
 
     # --- termination and expiry -------------------------------------------------------------
 
