@@ -73,6 +73,9 @@ class PartialWriter(Protocol):
     def rollback(self) -> None:
         """Discard everything this session wrote (a chunk whose checksum did not match)."""
 
+    def sync(self) -> None:
+        """After the last write: make every byte written durable, keeping the session."""
+
     def truncate(self, offset: int) -> None:
         """Before any write: cut the stored bytes back to `offset` (at most `self.offset`),
         durably, and append there (bytes of a checksummed PATCH a crash left unverified)."""

@@ -149,6 +149,11 @@ class LocalPartialWriter:
         os.ftruncate(self._fd, self.offset)
         os.lseek(self._fd, self.offset, os.SEEK_SET)
 
+    def sync(self) -> None:
+        assert self._fd is not None, "sync after close"
+        if self._fsync:
+            os.fsync(self._fd)
+
     def truncate(self, offset: int) -> None:
         assert self._fd is not None, "truncate after close"
         assert offset <= self.offset, "truncate past the end"

@@ -238,18 +238,25 @@ class S3PartialWriter:
         self.offset = offset
         self._start()
 
+    def sync(self) -> None:
+        assert self._release is not None, "sync after close"
+        if self._received:
+            if self._buffer:
+                self._store(self._buffer)  # the new tail, under one part
+                self._buffer = bytearray()
+            if self._tail_key is not None:
+                self._delete([self._tail_key])
+                self._tail_key = None
+
     def close(self) -> None:
-        release, self._release = self._release, None
-        if release is None:
+        if self._release is None:
             return
         try:
-            if self._received:
-                if self._buffer:
-                    self._store(self._buffer)  # the new tail, under one part
-                if self._tail_key is not None:
-                    self._delete([self._tail_key])
+            self.sync()
         finally:
-            release()
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -246,16 +246,17 @@ class TusService:
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
                       body: AsyncIterator[bytes], checksum: tuple[str, bytes] | None) -> None:
         writer = await self._open_session(upload.upload_id)
+        settled = False  # the state was saved while the session was held
         try:
-            await self._cut_unverified(upload.upload_id, writer)
+            marked = await self._cut_unverified(upload.upload_id, writer)
             if writer.offset != upload.offset:  # another worker process appended meanwhile
                 raise OffsetMismatch(f"the upload now holds {writer.offset} bytes",
                                      headers={"upload-offset": str(writer.offset)})
-            if checksum:
+            if checksum or marked:
                 # Until this chunk is verified, the durable offset stays here: a crash from
                 # now on leaves bytes the next writer cuts off (all-or-nothing, as the tus
                 # checksum extension wants a chunk that cannot be verified discarded).
-                upload.unverified_from = upload.offset
+                upload.unverified_from = upload.offset if checksum else None
                 await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                                upload.state())
             # Partial uploads are hashed when concatenated, not here.
@@ -298,32 +299,45 @@ class TusService:
                     await anyio.to_thread.run_sync(writer.rollback)
                     if before is not None:
                         self._hashers[upload.upload_id] = (upload.offset, before)
+                if upload.unverified_from is not None:
+                    # Cleared while the session is held: a writer in another process must
+                    # never find a verified chunk still marked and cut it off.
+                    await anyio.to_thread.run_sync(writer.sync)
+                    crashpoints.reached("tus.chunk_appended")
+                    await self._save_after_patch(upload)
+                    settled = True
         except BaseException:
             self._hashers.pop(upload.upload_id, None)  # state unknown: rebuild from disk later
             raise
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(writer.close)
-        crashpoints.reached("tus.chunk_appended")
+        if not settled:
+            crashpoints.reached("tus.chunk_appended")
+            await self._save_after_patch(upload)
+        if event is not None:
+            self.uploads.events.settled(event, upload.offset)
+        if failure is not None:
+            raise failure
+
+    async def _save_after_patch(self, upload: TusUpload) -> None:
         upload.unverified_from = None
         upload.expires_at = self.clock() + self.settings.tus_expiry
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                            upload.state())
         crashpoints.reached("tus.state_written")
-        if event is not None:
-            self.uploads.events.settled(event, upload.offset)
-        if failure is not None:
-            raise failure
 
-    async def _cut_unverified(self, upload_id: str, writer: PartialWriter) -> None:
+    async def _cut_unverified(self, upload_id: str, writer: PartialWriter) -> bool:
         """Holding the session, so the only writer: bytes past a recorded `unverified_from`
-        were written by a PATCH that died before its checksum was verified. Cut them off."""
+        were written by a PATCH that died before its checksum was verified. Cut them off;
+        True when the state still carries the mark."""
         state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
         unverified = state.get("unverified_from")
         if unverified is not None and writer.offset > unverified:
             log.info("upload %s: cut %d unverified bytes off", upload_id, writer.offset - unverified)
             await anyio.to_thread.run_sync(writer.truncate, unverified)
+        return unverified is not None
 
     async def _open_session(self, upload_id: str) -> PartialWriter:
         """The storage's exclusive session. Held by another node: ask it to hand over (as a
