@@ -4,7 +4,7 @@ killed with SIGKILL at a random moment or by itself at a random crash point (a c
 restarted, every invariant of tests/crashes.py checked, pending tus uploads resumed by the
 next round's clients — round after round, then everything finished and checked once more.
 
-Bounded by INGEST_CRASH_SECONDS (36 s by default, half of it for the --workers 2 run);
+Bounded by INGEST_CRASH_SECONDS (30 s by default, half of it for the --workers 2 run);
 `make crash` runs it for ten minutes and prints the figures.
 """
 
@@ -37,7 +37,7 @@ from tests.crashes import (
 )
 
 MiB = 1024 * 1024
-CAMPAIGN_SECONDS = float(os.environ.get("INGEST_CRASH_SECONDS", "36"))
+CAMPAIGN_SECONDS = float(os.environ.get("INGEST_CRASH_SECONDS", "30"))
 CLIENTS = 4
 # Commit moments, with how often each is reached per round (the nth is drawn up to it).
 POINTS = {"temp.synced": 8, "blob.committed": 8, "rows.inserted": 8, "tus.chunk_appended": 12,
