@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak screenshots
+.PHONY: serve test lint bench bench-tus bench-s3 clean measure-proxy fuzz soak screenshots crash
 
 $(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	INGEST_SOAK_UPLOADS=$${INGEST_SOAK_UPLOADS:-1000} INGEST_SOAK_CONCURRENCY=$${INGEST_SOAK_CONCURRENCY:-64} \
 		$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+# A long crash campaign: kill -9 at random and at every commit step, mixed uploads, restarts on
+# one data dir, for INGEST_CRASH_SECONDS (600: ten minutes with one worker, five with two).
+crash: $(STAMP)
+	INGEST_CRASH_SECONDS=$${INGEST_CRASH_SECONDS:-600} $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/test_crash_campaign.py
 # The benchmark suite (README "Benchmarks"); pass options as BENCH_ARGS='--size 4GiB --repeat 1'.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None,
         await service.start()
         banner.log_banner(settings)
         async with operations.run_background(settings, events), anyio.create_task_group() as background:
+            # Before serving, with hooks delivered: finish the tus commits a crash cut short.
+            await tus.recover(app.state.tus)
             background.start_soon(_sweep_periodically, service)
             background.start_soon(tus.sweep_periodically, app.state.tus)
             if handover is not None:

@@ -64,7 +64,8 @@ _LINK_PATHS: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object", "properties": {
                     "items": {"type": "array", "items": _LINK}}}, "Every link"), **_error_responses(401, 403)}}},
     "/links/current": {"get": {
-        "operationId": "getCurrentLink", "summary": "The upload link the request is made with: its label and what is left",
+        "operationId": "getCurrentLink",
+        "summary": "The upload link the request is made with: its label and what is left",
         "responses": {"200": _json({"type": "object"}, "The link"), **_error_responses(401, 403, 404)}}},
     "/links/{link_id}": {
         "get": {"operationId": "getLink", "summary": "One upload link (admin scope)", "parameters": [_LINK_ID],

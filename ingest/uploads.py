@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ingest import crashpoints
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
 from ingest.content_rules import ContentRules, detect_in_thread, head_of
@@ -190,7 +191,9 @@ class UploadService:
                     token=incoming.upload.token)
                 await incoming.sink.commit(stored.id, sha256=stored.sha256)
                 committed.append(stored)
+                crashpoints.reached("blob.committed")
             await self.catalog.add(committed, release=_reservations(incoming_files))
+            crashpoints.reached("rows.inserted")
         except BaseException as error:
             with anyio.CancelScope(shield=True):
                 await self._release(incoming_files)

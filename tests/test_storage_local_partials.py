@@ -107,3 +107,37 @@ def test_ids_of_another_shape_never_become_paths(partials: LocalPartials, upload
         partials.partial_state(upload_id)
     with pytest.raises(KeyError):
         partials.open_partial(upload_id)
+
+
+def test_truncate_cuts_the_bytes_back_and_the_session_appends_there(partials: LocalPartials) -> None:
+    partials.create_partial(UPLOAD_ID, {})
+    writer = partials.open_partial(UPLOAD_ID)
+    writer.write(b"verified-unverified")
+    writer.close()
+    writer = partials.open_partial(UPLOAD_ID)
+    writer.truncate(len(b"verified"))
+    writer.write(b"+more")
+    writer.close()
+    assert b"".join(partials.read_partial(UPLOAD_ID, end=100, block_size=4)) == b"verified+more"
+
+
+def test_committing_a_partial_whose_blob_a_crash_already_linked_adopts_it(partials: LocalPartials) -> None:
+    partials.create_partial(UPLOAD_ID, {})
+    writer = partials.open_partial(UPLOAD_ID)
+    writer.write(b"whole")
+    writer.close()
+    partials.finish_partial(UPLOAD_ID).commit(UPLOAD_ID)
+    partials.finish_partial(UPLOAD_ID).commit(UPLOAD_ID)  # the retry after a crash
+    assert partials._storage.path_of(UPLOAD_ID).read_bytes() == b"whole"
+
+
+def test_staging_files_of_dead_processes_are_swept_and_live_ones_kept(partials: LocalPartials) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = partials.partials_dir / f"{UPLOAD_ID}.{dead}.0badcafe.new"
+    old_format = partials.partials_dir / f"{UPLOAD_ID}.{dead}.new"
+    live = partials.partials_dir / f"{UPLOAD_ID}.1.0badcafe.new"  # pid 1 lives (not ours to judge)
+    for path in (left, old_format, live):
+        path.write_bytes(b"{}")
+    assert partials.sweep_staging(older_than=3600) == 2
+    assert [path.name for path in partials.partials_dir.glob("*.new")] == [live.name]

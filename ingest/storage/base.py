@@ -81,6 +81,13 @@ class PartialWriter(Protocol):
     def rollback(self) -> None:
         """Discard everything this session wrote (a chunk whose checksum did not match)."""
 
+    def sync(self) -> None:
+        """After the last write: make every byte written durable, keeping the session."""
+
+    def truncate(self, offset: int) -> None:
+        """Before any write: cut the stored bytes back to `offset` (at most `self.offset`),
+        durably, and append there (bytes of a checksummed PATCH a crash left unverified)."""
+
     def close(self) -> None:
         """Make what was written durable (when the store fsyncs) and release the session."""
 
@@ -114,6 +121,10 @@ class ResumableStorage(Protocol):
 
     def partial_ids(self) -> list[str]:
         """Every partial upload with a state, for sweeping expired ones."""
+
+    def sweep_staging(self, *, older_than: float) -> int:
+        """Remove what a crash left of a state being replaced (its writer gone, or untouched
+        for `older_than` seconds); return how many."""
 
 
 @runtime_checkable

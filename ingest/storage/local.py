@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ingest import crashpoints
 from ingest.storage.write_behind import WriteBehind
 
 _BLOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -108,6 +109,7 @@ class LocalBlobWriter:
         if self._storage.fsync:
             os.fsync(self._fd)
             self._behind.drop_written()
+        crashpoints.reached("temp.synced")
         self._close()
         final_path.parent.mkdir(exist_ok=True)
         os.replace(self.temp_path, final_path)

@@ -7,6 +7,10 @@ writing session holds an exclusive `flock` on the `.bin` file, so worker process
 data dir never write one upload at the same time. A finished upload becomes a blob by a hard
 link into `files/`, atomic like the rename of an ordinary commit, and the partial stays intact
 until the catalog row exists.
+
+A state is replaced through a staging file `tus/<id>.<pid>.<incarnation>.new`, renamed over
+`<id>.json`; a crash in between leaves the staging file, which `sweep_staging` removes once its
+writer is gone (the same test as for temp files, ingest/storage/local.py).
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import fcntl
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ingest import crashpoints
 from ingest.storage.base import PartialBusy
-from ingest.storage.local import LocalStorage, _fsync_dir, writev_all
+from ingest.storage.local import _INCARNATION, LocalStorage, _abandoned, _fsync_dir, writev_all
 from ingest.storage.write_behind import WriteBehind
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+STAGING_SUFFIX = ".new"
 
 
 class LocalPartials:
@@ -60,7 +67,7 @@ class LocalPartials:
 
     def save_partial_state(self, upload_id: str, state: dict[str, Any]) -> None:
         _, state_path = self._paths(upload_id)
-        staging = state_path.with_suffix(f".{os.getpid()}.new")
+        staging = state_path.with_suffix(f".{os.getpid()}.{_INCARNATION}{STAGING_SUFFIX}")
         encoded = json.dumps(state, separators=(",", ":")).encode()
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -69,6 +76,7 @@ class LocalPartials:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        crashpoints.reached("tus.state_staged")
         os.replace(staging, state_path)
         if self._storage.fsync:
             _fsync_dir(self.partials_dir)
@@ -111,6 +119,19 @@ class LocalPartials:
         return [path.stem for path in self.partials_dir.glob("*.json")
                 if _UPLOAD_ID.fullmatch(path.stem)]
 
+    def sweep_staging(self, *, older_than: float) -> int:
+        """Remove state staging files whose writer is gone or that are older than
+        `older_than` seconds (a live one exists for a few milliseconds); return how many."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for staging in self.partials_dir.glob("*" + STAGING_SUFFIX):
+            owner = staging.name.partition(".")[2]  # "<pid>.<incarnation>.new"
+            with contextlib.suppress(FileNotFoundError):
+                if _abandoned(owner) or staging.stat().st_mtime <= cutoff:
+                    staging.unlink()
+                    removed += 1
+        return removed
+
 
 class LocalPartialWriter:
     def __init__(self, fd: int, offset: int, *, fsync: bool, write_behind: int = 0) -> None:
@@ -136,6 +157,19 @@ class LocalPartialWriter:
         os.ftruncate(self._fd, self.offset)
         os.lseek(self._fd, self.offset, os.SEEK_SET)
         self._behind.rewind(self.offset)
+
+    def sync(self) -> None:
+        assert self._fd is not None, "sync after close"
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def truncate(self, offset: int) -> None:
+        assert self._fd is not None, "truncate after close"
+        assert offset <= self.offset, "truncate past the end"
+        self.offset = offset
+        self.rollback()
+        if self._fsync:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -164,7 +198,16 @@ class LinkingBlobWriter:
         final_path.parent.mkdir(exist_ok=True)
         # A hard link appears whole or not at all, like the rename of an ordinary commit, and
         # leaves the partial in place until its catalog row is written.
-        os.link(self._data_path, final_path)
+        try:
+            os.link(self._data_path, final_path)
+        except FileExistsError:
+            # The blob id is the upload id: a commit cut by a crash after this link left it.
+            # The same inode holds the same bytes, so it is adopted as is.
+            if not os.path.samefile(self._data_path, final_path):
+                raise
+        # The link keeps the inode's mtime, the time of the last PATCH; the sweep of row-less
+        # blobs counts its age from the commit.
+        os.utime(final_path)
         if self._storage.fsync:
             _fsync_dir(final_path.parent)
 

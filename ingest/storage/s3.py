@@ -34,6 +34,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ingest import crashpoints
 from ingest.errors import RangeNotSatisfiable
 from ingest.storage.base import BlobStream
 
@@ -119,17 +120,20 @@ class S3Storage:
 
     def sweep_temporary(self, *, older_than: float) -> int:
         """Abort multipart uploads and delete incoming objects older than `older_than`.
-        Age is the only test: writers may live on other nodes."""
+        Age is the only test: writers may live on other nodes. Multipart uploads are looked
+        for under `files/` too: a finished tus upload is copied there part by part, and a
+        crash in the middle leaves that copy open."""
         cutoff = time.time() - older_than
         removed = 0
         with translated():
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(
-                    Bucket=self.bucket, Prefix=INCOMING):
-                for upload in page.get("Uploads", []):
-                    if upload["Initiated"].timestamp() <= cutoff:
-                        self.client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                        removed += 1
+            for prefix in (INCOMING, FILES):
+                for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                        Bucket=self.bucket, Prefix=prefix):
+                    for upload in page.get("Uploads", []):
+                        if upload["Initiated"].timestamp() <= cutoff:
+                            self.client.abort_multipart_upload(
+                                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                            removed += 1
             for obj in self._objects(INCOMING):
                 if obj["LastModified"].timestamp() <= cutoff:
                     self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
@@ -238,6 +242,7 @@ class S3BlobWriter:
                     # botocore sends any bytes-like body as is; bytes(part) would copy a part.
                     Body=cast(bytes, part))
             self._etags[part_number] = str(response["ETag"])
+            crashpoints.reached("s3.part_uploaded")
         except BaseException as error:
             self._part_error = self._part_error or error
             raise
@@ -278,6 +283,7 @@ class S3BlobWriter:
                 Bucket=self._bucket, Key=self.key, UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts})
             self._completed = True
+            crashpoints.reached("s3.completed")
             # The copy happens inside the store (RGW shares the data of the copy); beyond
             # 5 GiB boto3 turns it into a multipart UploadPartCopy.
             self._client.copy(

@@ -12,7 +12,9 @@ A short last chunk (the tail: under one part) is read back and re-sent with the 
 first bytes, as tusd's s3store does with its "incomplete part"; it is deleted only once the
 manifest no longer names it. The manifest is rewritten after each full part is stored, so a
 node killed mid-PATCH loses at most the part it was sending: the offset another node reports
-is always backed by stored bytes.
+is always backed by stored bytes. A chunk object the manifest does not name (a node killed
+between storing a part and rewriting the manifest, or before deleting the old tail) is deleted
+by the next session, which alone may write the upload.
 
 One writing session per upload across all nodes: `open_partial` takes a lock from a
 `SessionLocks` (PostgreSQL advisory locks when the catalog is PostgreSQL; see app.py) and
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ingest import crashpoints
 from ingest.storage.base import PartialBusy
 
 if TYPE_CHECKING:
@@ -101,6 +104,12 @@ class S3Partials:
         try:
             with translated():
                 chunks = self._manifest(upload_id)
+                named = {chunk["key"] for chunk in chunks}
+                for page in self._client.get_paginator("list_objects_v2").paginate(
+                        Bucket=self._bucket, Prefix=prefix + "chunk-"):
+                    for obj in page.get("Contents", []):
+                        if obj["Key"] not in named:
+                            self._client.delete_object(Bucket=self._bucket, Key=obj["Key"])
                 return S3PartialWriter(self, prefix, chunks, release)
         except BaseException:
             release()
@@ -147,6 +156,9 @@ class S3Partials:
                         found.append(upload_id)
         return found
 
+    def sweep_staging(self, *, older_than: float) -> int:
+        return 0  # a PUT replaces a state atomically: there is nothing to stage
+
 
 class S3PartialWriter:
     """One writing session: buffers a part, stores full parts as chunks as they fill."""
@@ -187,6 +199,7 @@ class S3PartialWriter:
         key = f"{self._prefix}chunk-{len(self._chunks):05d}-{secrets.token_hex(4)}"
         with translated():
             self._client.put_object(Bucket=self._bucket, Key=key, Body=bytes(part))
+        crashpoints.reached("s3.chunk_stored")
         self._created.append(key)
         self._chunks.append({"key": key, "size": len(part)})
         # From here the manifest names the new chunk (which holds the old tail's bytes) and
@@ -200,18 +213,50 @@ class S3PartialWriter:
             self._delete(self._created)
         self._start()
 
+    def truncate(self, offset: int) -> None:
+        """Cut the stored bytes back to `offset`: chunks wholly past it go, the one it falls
+        inside is replaced by its first bytes (a new tail under one part)."""
+        assert self._release is not None and not self._received, "truncate after a write"
+        kept: list[dict[str, Any]] = []
+        dropped: list[str] = []
+        position = 0
+        for chunk in self._initial:
+            if position + chunk["size"] <= offset:
+                kept.append(chunk)
+            else:
+                dropped.append(chunk["key"])
+                if position < offset:
+                    head = self._partials.read_chunk(chunk["key"])[: offset - position]
+                    key = f"{self._prefix}chunk-{len(kept):05d}-{secrets.token_hex(4)}"
+                    with translated():
+                        self._client.put_object(Bucket=self._bucket, Key=key, Body=head)
+                    kept.append({"key": key, "size": len(head)})
+            position += chunk["size"]
+        self._partials._put_json(self._prefix + "manifest.json", {"chunks": kept})
+        self._delete(dropped)
+        self._initial = kept
+        self.offset = offset
+        self._start()
+
+    def sync(self) -> None:
+        assert self._release is not None, "sync after close"
+        if self._received:
+            if self._buffer:
+                self._store(self._buffer)  # the new tail, under one part
+                self._buffer = bytearray()
+            if self._tail_key is not None:
+                self._delete([self._tail_key])
+                self._tail_key = None
+
     def close(self) -> None:
-        release, self._release = self._release, None
-        if release is None:
+        if self._release is None:
             return
         try:
-            if self._received:
-                if self._buffer:
-                    self._store(self._buffer)  # the new tail, under one part
-                if self._tail_key is not None:
-                    self._delete([self._tail_key])
+            self.sync()
         finally:
-            release()
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -261,6 +306,7 @@ class S3PartialBlobWriter:
                     Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number,
                     CopySource={"Bucket": self._bucket, "Key": chunk["key"]})
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+                crashpoints.reached("s3.part_uploaded")
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
             self._upload_id = None

@@ -16,12 +16,13 @@ from starlette.middleware.cors import CORSMiddleware
 from ingest.config import Settings
 from ingest.storage.base import ResumableStorage
 from ingest.tus.http import EXPOSED_HEADERS, METHODS, REQUEST_HEADERS, TusHeaders, TusVersion, routes
+from ingest.tus.recovery import recover
 from ingest.tus.service import TusService
 from ingest.uploads import UploadService
 
 log = logging.getLogger("ingest.tus")
 
-__all__ = ["TusService", "install", "install_edge", "sweep_periodically"]
+__all__ = ["TusService", "install", "install_edge", "recover", "sweep_periodically"]
 
 
 def install(app: Starlette, settings: Settings, uploads: UploadService, partials: ResumableStorage) -> None:

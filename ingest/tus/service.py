@@ -3,6 +3,13 @@ through `UploadService` like any other file (atomic, SHA-256 recorded, catalog r
 
 Protocol details (headers, statuses) live in `headers.py` and `http.py`; this module speaks
 in upload ids, offsets and byte streams.
+
+Crashes (README "Crashes"): the stored file of an upload has the upload's id, so a commit cut
+anywhere is finished from storage alone — an existing blob is adopted, an existing row only
+marks the upload done — at start-up (ingest/tus/recovery.py) or by the next HEAD or PATCH. A checksummed
+PATCH records in the state, before its first byte, the offset it started from
+(`unverified_from`); until the state says it was verified, that offset is the upload's, and
+the next writer cuts the bytes beyond it off.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ingest import crashpoints
 from ingest.body import RequestBody
 from ingest.config import Settings
 from ingest.content_rules import head_of
@@ -75,6 +83,8 @@ class TusUpload:
     link: str | None = None  # the upload link it was created with, or the token's name
     token: str | None = None
     reserved: int | None = None  # bytes its link reservation holds, when the link has a size limit
+    # Where a checksummed PATCH started while it is unverified: bytes beyond do not count.
+    unverified_from: int | None = None
     offset: int = 0  # not persisted: the storage knows how many bytes it holds
 
     @property
@@ -89,6 +99,8 @@ class TusUpload:
     @classmethod
     def from_state(cls, upload_id: str, state: dict[str, Any], offset: int) -> TusUpload:
         upload = cls(upload_id=upload_id, **state)
+        if upload.unverified_from is not None:
+            offset = min(offset, upload.unverified_from)
         upload.offset = upload.length if upload.file_id is not None and upload.length else offset
         return upload
 
@@ -160,7 +172,7 @@ class TusService:
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
                 try:
-                    await self._commit(upload, UploadHash())
+                    await self.commit(upload)
                 except UnsupportedFileType as error:
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
                     await self._release(upload.upload_id, upload.state())
@@ -298,10 +310,19 @@ class TusService:
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
                       body: RequestBody, checksum: tuple[str, bytes] | None) -> None:
         writer = await self._open_session(upload.upload_id)
+        settled = False  # the state was saved while the session was held
         try:
+            marked = await self._cut_unverified(upload.upload_id, writer)
             if writer.offset != upload.offset:  # another worker process appended meanwhile
                 raise OffsetMismatch(f"the upload now holds {writer.offset} bytes",
                                      headers={"upload-offset": str(writer.offset)})
+            if checksum or marked:
+                # Until this chunk is verified, the durable offset stays here: a crash from
+                # now on leaves bytes the next writer cuts off (all-or-nothing, as the tus
+                # checksum extension wants a chunk that cannot be verified discarded).
+                upload.unverified_from = upload.offset if checksum else None
+                await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
+                                               upload.state())
             # Partial uploads are hashed when concatenated, not here.
             upload_hash = await self._upload_hash(upload) if upload.concat is None else None
             before = upload_hash.copy() if upload_hash is not None and checksum else None
@@ -352,6 +373,13 @@ class TusService:
                     await anyio.to_thread.run_sync(writer.rollback)
                     if before is not None:
                         self._keep_hash(upload, before)
+                if upload.unverified_from is not None:
+                    # Cleared while the session is held: a writer in another process must
+                    # never find a verified chunk still marked and cut it off.
+                    await anyio.to_thread.run_sync(writer.sync)
+                    crashpoints.reached("tus.chunk_appended")
+                    await self._save_after_patch(upload)
+                    settled = True
         except BaseException:
             self._hashers.pop(upload.upload_id, None)  # state unknown: rebuild from disk later
             upload.sha256_state, upload.sha256_offset = None, -1
@@ -359,14 +387,32 @@ class TusService:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(writer.close)
-        upload.expires_at = self.clock() + self.settings.tus_expiry
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
-                                           upload.state())
+        if not settled:
+            crashpoints.reached("tus.chunk_appended")
+            await self._save_after_patch(upload)
         if event is not None:
             self.uploads.events.settled(event, upload.offset)
         if failure is not None:
             raise failure
+
+    async def _save_after_patch(self, upload: TusUpload) -> None:
+        upload.unverified_from = None
+        upload.expires_at = self.clock() + self.settings.tus_expiry
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
+                                           upload.state())
+        crashpoints.reached("tus.state_written")
+
+    async def _cut_unverified(self, upload_id: str, writer: PartialWriter) -> bool:
+        """Holding the session, so the only writer: bytes past a recorded `unverified_from`
+        were written by a PATCH that died before its checksum was verified. Cut them off;
+        True when the state still carries the mark."""
+        state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
+        unverified = state.get("unverified_from")
+        if unverified is not None and writer.offset > unverified:
+            log.info("upload %s: cut %d unverified bytes off", upload_id, writer.offset - unverified)
+            await anyio.to_thread.run_sync(writer.truncate, unverified)
+        return unverified is not None
 
     async def _open_session(self, upload_id: str) -> PartialWriter:
         """The storage's exclusive session. Held by another node: ask it to hand over (as a
@@ -419,11 +465,54 @@ class TusService:
         HEAD then answers offset == length and every tus client takes the upload as done,
         so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
         if upload.complete and upload.file_id is None and upload.concat is None:
-            await self._commit(upload, await self._upload_hash(upload))
+            await self.commit(upload)
 
-    async def _commit(self, upload: TusUpload, upload_hash: UploadHash) -> None:
-        """All bytes are in: make them an ordinary stored file through the upload service."""
+    async def commit(self, upload: TusUpload) -> None:
+        """All bytes are in: make them an ordinary stored file through the upload service, or
+        finish the commit a crash cut short. Holds the storage's session all along, so one
+        process at a time commits an upload (two workers may HEAD it at once)."""
+        writer = await self._commit_session(upload.upload_id)
+        try:
+            state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload.upload_id)
+            if state.get("file_id") is not None:  # another process finished it meanwhile
+                upload.file_id = state["file_id"]
+                return
+            if writer is None:
+                raise NotFound(f"the bytes of upload {upload.upload_id} are gone")
+            stored = await self.uploads.catalog.get(upload.upload_id)
+            if stored is None:
+                file_id = await self._store(upload)
+            else:
+                # A crash came after the row: the file is stored, only the state lags behind.
+                file_id = stored.id
+                self.uploads.events.finished(self._event_of(upload))
+                log.info("upload %s: finished a commit cut after its catalog row", upload.upload_id)
+            await self._mark_done(upload, file_id)
+        finally:
+            if writer is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.close)
+
+    async def _commit_session(self, upload_id: str) -> PartialWriter | None:
+        """The storage's exclusive session for a commit, waiting (bounded) while another
+        process holds it; None when the bytes are gone (the upload was finished meanwhile)."""
+        deadline = self.clock() + HANDOVER_WAIT_SECONDS
+        while True:
+            try:
+                writer: PartialWriter = await anyio.to_thread.run_sync(self.storage.open_partial, upload_id)
+                return writer
+            except KeyError:
+                return None
+            except PartialBusy:
+                if self.clock() >= deadline:
+                    raise UploadLocked("another server process is committing this upload; retry shortly",
+                                       headers={"retry-after": "1"}) from None
+            await anyio.sleep(0.05)
+
+    async def _store(self, upload: TusUpload) -> str:
+        """The commit proper. Its blob id is the upload id: a blob a crash left is adopted."""
         assert upload.length is not None
+        upload_hash = await self._upload_hash(upload)
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         if not upload.type_checked:
             await self._check_type(upload, b"")  # an empty upload has no first bytes
@@ -444,12 +533,18 @@ class TusService:
             self._events.pop(upload.upload_id, None)
             self._hashers.pop(upload.upload_id, None)
             raise
+        return stored.id
+
+    async def _mark_done(self, upload: TusUpload, file_id: str) -> None:
+        """The state names the stored file, then the partial bytes go (the blob has its own)."""
         self._events.pop(upload.upload_id, None)
-        upload.file_id = stored.id
         self._hashers.pop(upload.upload_id, None)
+        upload.file_id = file_id
+        upload.unverified_from = None
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                            upload.state())
+            crashpoints.reached("tus.state_done")
             await anyio.to_thread.run_sync(
                 lambda: self.storage.terminate_partial(upload.upload_id, keep_state=True))
 
@@ -471,6 +566,8 @@ class TusService:
         """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
         finished ones kept as long for clients that come back to check."""
         removed = 0
+        await anyio.to_thread.run_sync(
+            lambda: self.storage.sweep_staging(older_than=self.settings.temp_max_age))
         now = self.clock()
         for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
             if self.locks.busy(upload_id):
