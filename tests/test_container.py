@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, require_tool, sha256_of, wait_until
-from tests.containers import BuiltImage, Deployment, base_image, build_app_image, podman, podman_env
+from tests.containers import ROOT, BuiltImage, Deployment, base_image, build_app_image, podman, podman_env
 
 MiB = 1024 * 1024
 MAX_FILE_SIZE = 1100 * MiB  # over the 1 GiB uploads, under the 2 GiB one refused with 413
@@ -122,6 +123,8 @@ def deployment(app_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) 
     site = tmp_path_factory.mktemp("site")
     (site / "upstream.conf").write_text(f"server 127.0.0.1:{app_port};\n")
     (site / "server.conf").write_text(f"listen 127.0.0.1:{nginx_port};\nserver_name _;\n")
+    # The shipped alias of the files directory: compose mounts the data volume into nginx.
+    shutil.copy(ROOT / "deploy" / "nginx" / "site" / "files.conf", site / "files.conf")
     env = {**podman_env(), "INGEST_TEST_IMAGE": app_image.tag, "INGEST_TEST_NGINX_IMAGE": nginx_image,
            "INGEST_TEST_APP_PORT": str(app_port), "INGEST_TEST_SITE_DIR": str(site),
            "INGEST_MAX_FILE_SIZE": f"{MAX_FILE_SIZE // MiB}MiB"}
