@@ -101,7 +101,9 @@ def test_readme_scale_out_commands_work_as_written(postgres: Postgres, tmp_path:
             subprocess.run(["bash", "deploy/ceph/ceph-down.sh", "--purge"], cwd=ROOT,
                            env={**env, "CEPH_DIR": str(ceph_dir)}, capture_output=True, timeout=120, check=False)
 
-    stored = json.loads((out / "put.json").read_text())["files"][0]
+    answer = json.loads((out / "put.json").read_text())
+    assert "files" in answer, f"the upload through nginx was refused: {answer}\n{result.stderr[-3000:]}"
+    stored = answer["files"][0]
     assert stored["sha256"] == expected
     assert stored["url"].startswith(f"http://127.0.0.1:{ports['8080']}/")  # the proxy's address: proxy headers on
     listed = json.loads((out / "listed.json").read_text())["items"]
