@@ -19,8 +19,7 @@ Multipart and raw bodies get it from `UploadService.new_file/finish/commit/disca
     upload = Upload(id=upload_id, protocol="tus", filename=..., content_type=...,
                     client=..., expected_size=...)
     await hub.create(upload)            # pre-create (may raise HookRejected), post-create
-    hub.received(upload, len(block))    # per block; metrics and rate-limited post-receive
-    body = hub.counting(upload, body, every=block_size)  # or let an iterator report them
+    hub.received(upload, len(block))    # per block (the sink's on_block); metrics and post-receive
     hub.settled(upload, offset)         # a resumable upload dropped bytes it had counted
     upload.size, upload.sha256 = ...    # once every byte is in
     await hub.finishing(upload)         # pre-finish (may raise HookRejected)
@@ -40,7 +39,7 @@ import logging
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -209,10 +208,6 @@ class EventHub:
         self.metrics.temp_bytes.inc(size - upload._held)
         upload.size = upload._held = size
 
-    def counting(self, upload: Upload, body: AsyncIterator[bytes], *, every: int) -> AsyncIterator[bytes]:
-        """`body`, reporting its bytes to `received` every `every` bytes and at its end."""
-        return _CountingBody(self, upload, body, every)
-
     async def finishing(self, upload: Upload) -> None:
         """pre-finish: every byte is in and hashed, nothing visible yet. May raise HookRejected."""
         await self._blocking(PRE_FINISH, upload)
@@ -352,34 +347,6 @@ class EventHub:
 
     def _count(self, event_type: str, target: HookTarget, outcome: str) -> None:
         self.metrics.hook_deliveries.labels(event_type, target.name, outcome).inc()
-
-
-class _CountingBody:
-    """An async iterator rather than a generator: nothing is left to finalise when the
-    consumer stops early. Bytes are reported in batches to keep the per-chunk path short."""
-
-    def __init__(self, hub: EventHub, upload: Upload, body: AsyncIterator[bytes], every: int) -> None:
-        self._hub, self._upload, self._body, self._every = hub, upload, body, every
-        self._pending = 0
-
-    def __aiter__(self) -> _CountingBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._body.__anext__()
-        except BaseException:
-            self.flush()
-            raise
-        self._pending += len(chunk)
-        if self._pending >= self._every:
-            self.flush()
-        return chunk
-
-    def flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, 0
-            self._hub.received(self._upload, pending)
 
 
 def error_code(error: BaseException | None) -> str:
