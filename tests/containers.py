@@ -50,7 +50,10 @@ RECIPE_LABEL = "org.ingest.recipe"
 
 
 def podman_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    """This environment for podman and podman-compose, less any INGEST_* setting: compose
+    substitutes those into the deployment, which must run on what the test gives it."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("INGEST_")}
+    return {**inherited, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,9 @@ from tests.conftest import LiveServer, wait_until
 def test_serve_flags_become_settings_and_reach_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: dict[str, Any] = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(app=app, **kwargs))
+    # `serve` exports its settings for the worker processes: into a copy, not into the
+    # environment every later test's servers inherit.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     monkeypatch.setenv("INGEST_MAX_PARTS", "12")
     for name in list(os.environ):
         if name.startswith("INGEST_") and name != "INGEST_MAX_PARTS":

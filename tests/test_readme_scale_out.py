@@ -88,7 +88,9 @@ def test_readme_scale_out_commands_work_as_written(postgres: Postgres, tmp_path:
     script = f"set -euo pipefail\n{database}{hand}"
     # Ceph's ports: free ones instead of the defaults (other clusters may be running).
     mon, ms, rgw = free_port_block(2), free_port_block(100), free_port_block(2)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    # README's commands set every INGEST_* setting they need; none may come from this process.
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("INGEST_")}
+    env = {**inherited, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "CEPH_MON_PORT": str(mon), "CEPH_MS_PORTS": f"{ms} {ms + 99}", "CEPH_RGW_PORT": str(rgw)}
     env.pop("CEPH_DIR", None)
     try:
