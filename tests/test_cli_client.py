@@ -83,7 +83,12 @@ def test_ctrl_c_during_a_transfer_prints_one_line_and_exits_130(
     assert silent_server.spoken_to.wait(timeout=60)
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=20)
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()  # reaped and its pipes closed, whatever happened
+        raise AssertionError(f"still running 60 s after Ctrl-C:\n{stderr[-3000:]}") from None
     assert (process.returncode, stdout, stderr.splitlines()) == (130, "", [message])
 
 
