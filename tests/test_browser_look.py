@@ -137,6 +137,9 @@ def test_a_finished_upload_shows_its_name_size_hash_download_and_thumbnail(
         upload(page, image)
         job = page.locator(f'li.job[data-name="{image.name}"]')
         digest = hashlib.sha256(image.read_bytes()).hexdigest()
+        # After a tus upload ends the page asks for the stored file's description, so the
+        # result shows a moment after the job is marked done.
+        job.locator(".job-result").wait_for(state="visible", timeout=SMALL_UPLOAD_TIMEOUT)
         assert job.locator(".job-stored-name").inner_text() == image.name
         assert job.locator(".job-stored-size").get_attribute("title") == f"{image.stat().st_size} bytes"
         shown = job.locator(".job-sha256 code")
