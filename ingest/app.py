@@ -21,15 +21,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest import banner, browser, links_http, openapi, operations, tus
-from ingest.access import Auth, parse_tokens
+from ingest import tus
 from ingest.backends import require_extra
-from ingest.body import RequestBody
 from ingest.catalog.base import Catalog
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
-from ingest.digests import sha256_from_content_digest
-from ingest.downloads import file_response
+from ingest.downloads import file_response, object_response
+from ingest.edge.access import Auth, parse_tokens
+from ingest.edge.body import RequestBody
+from ingest.edge.digests import sha256_from_content_digest
+from ingest.edge.guards import UPLOAD_METHODS, UploadGuard
 from ingest.errors import (
     IngestError,
     InvalidRequest,
@@ -38,20 +39,22 @@ from ingest.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
-from ingest.events import HookTarget
-from ingest.framing import parse_part_headers
-from ingest.guards import UPLOAD_METHODS, UploadGuard
-from ingest.hooks import HookCallable
+from ingest.links import http as links_http
 from ingest.models import StoredFile, clean_filename, clean_media_type
-from ingest.multipart import receive_form
-from ingest.object_downloads import object_response
+from ingest.multipart.framing import parse_part_headers
+from ingest.multipart.parser import receive_form
+from ingest.observe import operations
+from ingest.observe.events import HookTarget
+from ingest.observe.hooks import HookCallable
 from ingest.raw import receive_raw
-from ingest.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
+from ingest.server import banner
+from ingest.server.tuning import tune_allocator
 from ingest.storage.base import LocalFiles, ResumableStorage, Storage, StreamedBlobs
 from ingest.storage.local import LocalStorage
 from ingest.storage.local_partials import LocalPartials
-from ingest.tuning import tune_allocator
+from ingest.storage.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
 from ingest.uploads import UploadService
+from ingest.web import browser, openapi
 
 log = logging.getLogger("ingest")
 
@@ -70,7 +73,7 @@ register_url_convertor("anything", _AnythingConvertor())
 
 def create_app(settings: Settings | None = None,
                hooks: Sequence[HookCallable | HookTarget] = ()) -> Starlette:
-    """`hooks`: Python callables (or targets) receiving upload events; see ingest/events.py."""
+    """`hooks`: Python callables (or targets) receiving upload events; see ingest/observe/events.py."""
     settings = settings or Settings.from_env()
     tune_allocator()
     storage = _storage(settings)

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("ids", nargs="+", metavar="ID")
     remove.set_defaults(run=rm_command)
 
-    from ingest.link_cli import add_link_commands
+    from ingest.links.cli import add_link_commands
 
     add_link_commands(commands, client)
     return parser
@@ -144,9 +144,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ingest.accesslog import log_config
     from ingest.backends import check_backends
-    from ingest.protocol import HeaderDeadlineProtocol
+    from ingest.observe.accesslog import log_config
+    from ingest.server.protocol import HeaderDeadlineProtocol
 
     settings = _settings(args)
     check_backends(settings)  # a missing extra, bucket or database: one line, before any worker
@@ -159,7 +159,7 @@ def serve_command(args: argparse.Namespace) -> int:
             loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
             timeout_graceful_shutdown=settings.shutdown_grace,
             log_config=log_config(settings.log_format),
-            # Our access log (ingest.accesslog) replaces uvicorn's when it is on.
+            # Our access log (ingest.observe.accesslog) replaces uvicorn's when it is on.
             access_log=not settings.access_log,
             timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         )
@@ -186,7 +186,7 @@ def _metrics_across_workers(settings: Settings) -> Iterator[None]:
     """With several workers, prometheus-client's multiprocess mode: a directory every worker
     writes its values to (set before any worker imports prometheus-client), removed at exit;
     a separate metrics port is then served here, from all workers' files."""
-    from ingest.metrics import MULTIPROC_ENV
+    from ingest.observe.metrics import MULTIPROC_ENV
 
     if settings.workers <= 1 or not settings.metrics or os.environ.get(MULTIPROC_ENV):
         yield
@@ -198,7 +198,7 @@ def _metrics_across_workers(settings: Settings) -> Iterator[None]:
         if settings.metrics_port:
             from prometheus_client import start_http_server
 
-            from ingest.metrics import multiprocess_registry
+            from ingest.observe.metrics import multiprocess_registry
 
             server, _thread = start_http_server(settings.metrics_port, addr=settings.host,
                                                 registry=multiprocess_registry())

@@ -51,7 +51,7 @@ TooManyUploads = _error("too_many_uploads", 503)
 RequestTimeout = _error("request_timeout", 408)
 UnsupportedFileType = _error("unsupported_file_type", 415)
 Forbidden = _error("forbidden", 403)
-# Upload links (ingest/links.py): what a link's holder is told when it no longer works.
+# Upload links (ingest/links/service.py): what a link's holder is told when it no longer works.
 LinkExpired = _error("link_expired", 401)
 LinkRevoked = _error("link_revoked", 403)
 LinkUsedUp = _error("link_used_up", 403)

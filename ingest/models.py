@@ -48,7 +48,7 @@ class StoredFile:
 @dataclass(frozen=True, kw_only=True)
 class Link:
     """An upload link: what it allows, and how much of it is used or held by uploads in flight.
-    Its secret is never kept, only its hash (ingest/access.py)."""
+    Its secret is never kept, only its hash (ingest/edge/access.py)."""
 
     id: str
     label: str = ""

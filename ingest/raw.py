@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.body import RequestBody
+from ingest.edge.body import RequestBody
 from ingest.uploads import IncomingFile, UploadService
 
 

@@ -23,12 +23,12 @@ from ingest import crashpoints
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
 from ingest.content_rules import ContentRules, detect_in_thread, head_of
-from ingest.context import OTHER, RAW, TUS, RequestContext, current_request
 from ingest.errors import DigestMismatch, NotFound
-from ingest.events import EventHub, Upload
-from ingest.links import Links
-from ingest.metrics import Metrics
+from ingest.links.service import Links
 from ingest.models import Link, StoredFile, new_file_id, utc_now
+from ingest.observe.context import OTHER, RAW, TUS, RequestContext, current_request
+from ingest.observe.events import EventHub, Upload
+from ingest.observe.metrics import Metrics
 from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import Storage
 

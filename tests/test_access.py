@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from ingest.access import ADMIN, DELETE, READ, SCOPES, UPLOAD, parse_tokens
 from ingest.config import Settings
+from ingest.edge.access import ADMIN, DELETE, READ, SCOPES, UPLOAD, parse_tokens
 from tests.conftest import file_part, multipart_body
 from tests.inprocess import Answer, InProcessApp
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.accesslog import JsonFormatter, log_config
 from ingest.config import Settings
+from ingest.observe.accesslog import JsonFormatter, log_config
 from tests.conftest import MULTIPART, app_client, file_part, multipart_body, start_server, stop_server
 
 

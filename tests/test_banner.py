@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.banner import banner, redact_url
 from ingest.config import Settings
+from ingest.server.banner import banner, redact_url
 from tests.conftest import start_server, stop_server
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest import browser
 from ingest.config import Settings
+from ingest.web import browser
 from tests.conftest import app_client
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +99,7 @@ def test_package_data_declares_every_static_file() -> None:
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["ingest"]
-    package_dir = browser.STATIC_DIR.parent
+    package_dir = Path(browser.__file__).parents[1]  # the `ingest` package
     for path in browser.STATIC_DIR.rglob("*"):
         if path.is_file():
             relative = path.relative_to(package_dir).as_posix()

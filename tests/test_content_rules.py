@@ -16,7 +16,7 @@ from ingest import content_rules
 from ingest.config import Settings
 from ingest.content_rules import ContentRules, detect, matches, mismatched
 from ingest.errors import UnsupportedFileType
-from ingest.events import HookEvent, HookResponse
+from ingest.observe.events import HookEvent, HookResponse
 from tests.conftest import MULTIPART, app_client, file_part, multipart_body, stored_files, temp_files
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest import browser
 from ingest.config import Settings
+from ingest.web import browser
 from tests.conftest import app_client
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ import pytest
 
 from ingest.app import create_app
 from ingest.config import Settings
-from ingest.events import EventHub, HookEvent, HookRejected, HookResponse, HookTarget, Upload
-from ingest.hooks import CallableTarget, HookCallable, parse_hook_answer
-from ingest.metrics import Metrics
+from ingest.observe.events import EventHub, HookEvent, HookRejected, HookResponse, HookTarget, Upload
+from ingest.observe.hooks import CallableTarget, HookCallable, parse_hook_answer
+from ingest.observe.metrics import Metrics
 from tests.conftest import MULTIPART, file_part, multipart_body, stored_files, temp_files
 from tests.prom import value
 
@@ -161,7 +161,7 @@ def test_webhook_answers_are_read_as_documented(body: bytes, expected: HookRespo
 
 @pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"metadata": [1]}'])
 def test_malformed_webhook_answers_are_failures(body: bytes) -> None:
-    from ingest.hooks import HookDeliveryError
+    from ingest.observe.hooks import HookDeliveryError
 
     with pytest.raises(HookDeliveryError):
         parse_hook_answer(body)

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from ingest import browser
 from ingest.config import Settings
+from ingest.web import browser
 from tests.fuzzing import (
     assert_error_or_created,
     assert_headers_clean,

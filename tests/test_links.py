@@ -284,7 +284,7 @@ async def test_an_expired_request_reservation_no_longer_counts(catalogs: list[Ca
 async def test_hooks_and_the_access_log_name_the_link_never_its_secret(
         linked: Settings, caplog: pytest.LogCaptureFixture) -> None:
     from ingest.app import create_app
-    from ingest.events import HookEvent, HookResponse
+    from ingest.observe.events import HookEvent, HookResponse
 
     caplog.set_level("INFO", logger="ingest.access")
     seen: list[dict[str, Any]] = []

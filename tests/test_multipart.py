@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from starlette.types import Message
 
-from ingest.body import RequestBody
 from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
+from ingest.edge.body import RequestBody
 from ingest.errors import (
     DigestMismatch,
     FieldTooLarge,
@@ -26,7 +26,7 @@ from ingest.errors import (
     TooManyParts,
 )
 from ingest.models import StoredFile
-from ingest.multipart import Form, receive_form
+from ingest.multipart.parser import Form, receive_form
 from ingest.storage.local import LocalStorage
 from ingest.uploads import UploadService
 from tests.conftest import field_part, file_part, multipart_body, sha256, stored_files, temp_files
@@ -294,7 +294,7 @@ async def test_an_empty_file_with_a_name_is_stored(service: UploadService, setti
 
 
 def test_garbage_collection_during_a_parse_is_not_charged_to_the_parse_budget() -> None:
-    from ingest.multipart import _parse_cpu_time
+    from ingest.multipart.parser import _parse_cpu_time
 
     objects = [[index] for index in range(1_000_000)]  # makes a full collection take a while
     started_parse, started_thread = _parse_cpu_time(), time.thread_time()

@@ -244,7 +244,7 @@ def test_forwarded_headers_a_client_sends_to_nginx_are_overwritten(proxy: Nginx,
 def test_the_app_sees_the_clients_address_not_nginxs(app: LiveServer, proxy: Nginx) -> None:
     # Linux routes all of 127.0.0.0/8 to lo: a client bound to 127.0.0.2 is told apart from
     # nginx, which reaches the app from 127.0.0.1.
-    # ingest's access log (ingest/accesslog.py) drops query strings and names the request by
+    # ingest's access log (ingest/observe/accesslog.py) drops query strings and names the request by
     # its X-Request-Id: "<request id> <client> GET /uploads 200 …".
     marker = f"client-address-probe-{time.monotonic_ns()}"
     assert curl("--interface", "127.0.0.2", "-H", f"X-Request-Id: {marker}", "-o", os.devnull,

@@ -8,7 +8,7 @@ from typing import Any
 import openapi_spec_validator
 import pytest
 
-from ingest.openapi import spec
+from ingest.web.openapi import spec
 from ingest.wire import TUS_VERSION
 
 SPEC = spec()

@@ -70,9 +70,9 @@ def test_sdist_and_wheel_pass_twine_check(built: Built) -> None:
 
 
 def test_wheel_holds_every_static_file_and_the_vendored_tus_js_client(built: Built) -> None:
-    expected = {f"ingest/static/{path.relative_to(STATIC).as_posix()}"
+    expected = {f"ingest/web/static/{path.relative_to(STATIC).as_posix()}"
                 for path in STATIC.rglob("*") if path.is_file()}
-    assert "ingest/static/vendor/tus-js-client/tus.min.js" in expected
+    assert "ingest/web/static/vendor/tus-js-client/tus.min.js" in expected
     with zipfile.ZipFile(built.wheel) as wheel:
         names = set(wheel.namelist())
     assert expected <= names, sorted(expected - names)

@@ -10,7 +10,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from ingest.protocol import HeaderDeadlineProtocol
+from ingest.server.protocol import HeaderDeadlineProtocol
 
 HEADERS = b"PUT /uploads/x.bin HTTP/1.1\r\nHost: test\r\nContent-Length: 9\r\n\r\n"
 

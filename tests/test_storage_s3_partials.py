@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from ingest.session_locks import FileSessionLocks, PostgresSessionLocks
 from ingest.storage.base import PartialBusy, ResumableStorage
 from ingest.storage.s3 import MIN_PART_SIZE, S3Storage
 from ingest.storage.s3_partials import S3Partials
+from ingest.storage.session_locks import FileSessionLocks, PostgresSessionLocks
 from tests.backends import Ceph, multipart_uploads, object_keys, object_sha256
 
 MiB = 1024 * 1024

@@ -53,5 +53,5 @@ def test_tus_js_client_uploads_with_metadata(tus_js: list[str], live_server: Liv
         assert answer["checksums"] == 9  # every PATCH carried Upload-Checksum
         assert live_server.log().count("PATCH /files/") == 9
     else:
-        # ingest's access log (ingest/accesslog.py): "<id> <client> POST /files/ 201 in=…"
+        # ingest's access log (ingest/observe/accesslog.py): "<id> <client> POST /files/ 201 in=…"
         assert live_server.log().count(" POST /files/ 201 ") == 5  # 4 parts + the final

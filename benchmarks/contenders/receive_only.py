@@ -22,7 +22,7 @@ async def receive(request: Request) -> JSONResponse:
 
 def app_tuned() -> Starlette:
     """Factory: tune glibc malloc as ingest does at start-up, then the app."""
-    from ingest.tuning import tune_allocator
+    from ingest.server.tuning import tune_allocator
 
     tune_allocator()
     return Starlette(routes=[Route("/upload", receive, methods=["POST", "PUT"])])

@@ -1,7 +1,7 @@
 """The Python bound: a bare Starlette endpoint writing `request.stream()` chunks to a file.
 
 No parsing, no hashing, no thread hand-off: what uvicorn + Starlette cost to move a body
-to disk. `app_tuned` is the same after ingest's own allocator tuning (ingest/tuning.py),
+to disk. `app_tuned` is the same after ingest's own allocator tuning (ingest/server/tuning.py),
 so ingest can be compared with the bound under the same process settings.
 """
 
@@ -27,7 +27,7 @@ app = Starlette(routes=[Route("/upload", upload, methods=["POST", "PUT"])])
 
 def app_tuned() -> Starlette:
     """Factory: tune glibc malloc as ingest does at start-up, then the same app."""
-    from ingest.tuning import tune_allocator
+    from ingest.server.tuning import tune_allocator
 
     tune_allocator()
     return app

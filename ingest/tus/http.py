@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.body import RequestBody
+from ingest.edge.body import RequestBody
 from ingest.errors import (
     IngestError,
     InvalidRequest,

@@ -58,7 +58,7 @@ class UploadLocks:
 
 class RemoteHandOver(Protocol):
     """Hand-over across nodes: ask whichever node holds an upload's session to release it
-    (ingest.session_locks.PostgresHandOver); every node feeds requests to `ask_to_release`."""
+    (ingest.storage.session_locks.PostgresHandOver); every node feeds requests to `ask_to_release`."""
 
     async def request(self, upload_id: str) -> None:
         """Ask the node holding the upload's session to stop its PATCH and release it."""

@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from ingest.errors import IngestError
-from ingest.events import HookRejected
+from ingest.observe.events import HookRejected
 from ingest.storage.base import PartialBusy, ResumableStorage
 from ingest.tus.service import TusService, TusUpload
 

@@ -27,10 +27,9 @@ import anyio
 import anyio.to_thread
 
 from ingest import crashpoints
-from ingest.body import RequestBody
 from ingest.config import Settings
 from ingest.content_rules import head_of
-from ingest.context import TUS, current_request
+from ingest.edge.body import RequestBody
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
@@ -48,8 +47,9 @@ from ingest.errors import (
     UploadNotPatchable,
     UploadSuperseded,
 )
-from ingest.events import HookRejected, Upload
 from ingest.models import Link, clean_filename, clean_media_type, utc_now
+from ingest.observe.context import TUS, current_request
+from ingest.observe.events import HookRejected, Upload
 from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
 from ingest.tus.hash_state import UploadHash
@@ -114,7 +114,7 @@ class TusService:
         self.clock = clock
         self.locks = UploadLocks()
         self.handover: RemoteHandOver | None = None  # set when nodes share a PostgreSQL catalog
-        # Each unfinished upload as events and metrics see it (ingest/events.py), while this
+        # Each unfinished upload as events and metrics see it (ingest/observe/events.py), while this
         # process lives; rebuilt, uncounted, from the stored state after a restart.
         self._events: dict[str, Upload] = {}
         # SHA-256 of each upload's stored prefix, keyed by its length, while this process lives;
@@ -590,7 +590,7 @@ class TusService:
             log.info("swept %d expired tus uploads", removed)
         return removed
 
-    # --- events and metrics (ingest/events.py) ----------------------------------------------
+    # --- events and metrics (ingest/observe/events.py) ----------------------------------------------
 
     def _event_of(self, upload: TusUpload, *, register: bool = True) -> Upload:
         """The upload as hooks and metrics see it: the one tracked since its creation, or,

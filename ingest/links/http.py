@@ -10,10 +10,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ingest.config import parse_size
-from ingest.context import current_request
 from ingest.errors import InvalidRequest, NotFound
-from ingest.links import Links, parse_duration
+from ingest.links.service import Links, parse_duration
 from ingest.models import utc_now
+from ingest.observe.context import current_request
 
 
 def routes() -> list[Route]:

@@ -4,14 +4,14 @@
 body (POST, PUT, PATCH):
 - at most `max_concurrent_uploads` at once per process; beyond it the request is answered
   503 `too_many_uploads` with `Retry-After` (RFC 9110 §10.2.3) before its body is read;
-- every wait for the next body chunk is bounded by `body_idle_timeout` (ingest/body.py): a client that stops
+- every wait for the next body chunk is bounded by `body_idle_timeout` (ingest/edge/body.py): a client that stops
   sending (or one that vanished without a FIN) gets 408 `request_timeout`, and the upload's
   temporary files are discarded by the protocol module's usual error path;
 - once a body has lasted `body_idle_timeout`, it must average `body_min_rate` bytes/s since
   its start (as Apache's mod_reqtimeout `MinRate`), so a trickle of a few bytes now and then,
   never idle for long, cannot hold an upload slot for ever. The average covers the whole
   body, so a short stall of our own storage (which pushes back on the client) is absorbed.
-Slow header blocks (slowloris) are cut off earlier, in `ingest.protocol`, before any app
+Slow header blocks (slowloris) are cut off earlier, in `ingest.server.protocol`, before any app
 code runs.
 """
 
@@ -22,7 +22,7 @@ import math
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest.body import RequestBody
+from ingest.edge.body import RequestBody
 from ingest.errors import TooManyUploads
 
 UPLOAD_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -20,9 +20,9 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from ingest.access import link_secret_hash
 from ingest.catalog.base import Catalog
 from ingest.content_rules import ContentRules
+from ingest.edge.access import link_secret_hash
 from ingest.errors import InvalidRequest, NotFound
 from ingest.models import Link, utc_now
 

@@ -4,7 +4,7 @@ uvicorn bounds idle keep-alive connections but not the time a client takes to se
 request's headers, so a client trickling one header byte at a time holds a connection
 (and a file descriptor) forever. This protocol closes a connection whose request line and
 headers have not all arrived within `header_timeout` seconds of the connection opening or
-of the request's first byte. Bodies are bounded separately (`ingest.guards`).
+of the request's first byte. Bodies are bounded separately (`ingest.edge.guards`).
 
 An upload refused mid-body is answered with `Connection: close`, and uvicorn then closes
 the socket at once. Closing with unread bytes in the receive buffer makes the kernel send a

@@ -4,7 +4,7 @@ A token is configured as `name:secret:scope+scope` (`upload`, `read`, `delete`, 
 plain `secret` still works, with every scope (deprecated). Secrets are compared in constant
 time against every token; only names reach logs and events. A request that holds no token
 may hold an upload link (`Authorization: Bearer <link secret>` or `?link=<secret>`), which
-grants `upload` only, within the link's limits (ingest/links.py).
+grants `upload` only, within the link's limits (ingest/links/service.py).
 
 `Auth` resolves the request's principal, refuses what its scope does not allow (401 without
 a valid credential, 403 `forbidden` with one that lacks the scope) and puts the token name or
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingest import browser
-from ingest.context import current_request
 from ingest.errors import Forbidden, IngestError, LinkExpired, LinkRevoked, Unauthorized
 from ingest.models import Link, utc_now
+from ingest.observe.context import current_request
+from ingest.web import browser
 
 log = logging.getLogger("ingest.auth")
 

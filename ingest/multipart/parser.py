@@ -16,9 +16,9 @@ from typing import Any
 
 import anyio.lowlevel
 
-from ingest.body import RequestBody
 from ingest.config import Settings
-from ingest.digests import sha256_from_content_digest, sha256_from_field
+from ingest.edge.body import RequestBody
+from ingest.edge.digests import sha256_from_content_digest, sha256_from_field
 from ingest.errors import (
     FieldTooLarge,
     IngestError,
@@ -28,9 +28,14 @@ from ingest.errors import (
     NoFiles,
     ParseBudgetExceeded,
 )
-from ingest.formparser import BaseTarget, ParseFailedException, StreamingFormDataParser, parse_content_boundary
-from ingest.framing import MultipartFraming, PartHeaders, boundary_from_content_type
 from ingest.models import clean_filename, clean_media_type
+from ingest.multipart.formparser import (
+    BaseTarget,
+    ParseFailedException,
+    StreamingFormDataParser,
+    parse_content_boundary,
+)
+from ingest.multipart.framing import MultipartFraming, PartHeaders, boundary_from_content_type
 from ingest.sink import BlobSink
 from ingest.uploads import IncomingFile, UploadService
 

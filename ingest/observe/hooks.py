@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from ingest.events import EVENTS, HookEvent, HookResponse
+from ingest.observe.events import EVENTS, HookEvent, HookResponse
 
 HookCallable = Callable[[HookEvent], "Awaitable[HookResponse | None] | HookResponse | None"]
 
@@ -67,7 +67,7 @@ class CallableTarget:
     """A Python function or coroutine function, for programs embedding ingest.
 
     It receives every `HookEvent` it subscribes to and may return a `HookResponse` (or raise
-    `ingest.events.HookRejected`) for pre-* events. Plain functions run in a worker thread.
+    `ingest.observe.events.HookRejected`) for pre-* events. Plain functions run in a worker thread.
     """
 
     def __init__(self, function: HookCallable, *, events: Iterable[str] = EVENTS, name: str | None = None) -> None:

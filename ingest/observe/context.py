@@ -33,7 +33,7 @@ class RequestContext:
     # Request headers a webhook receives as configured by `hook_forward_headers`.
     forwarded_headers: dict[str, str] = field(default_factory=dict)
     files_received: int = 0
-    # Who is asking (ingest/access.py): a bearer token's name, or the upload link used.
+    # Who is asking (ingest/edge/access.py): a bearer token's name, or the upload link used.
     token: str | None = None
     link: Link | None = None
     # Bytes this request holds of its link's limit, and how many of them its files used.

@@ -48,7 +48,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from prometheus_client import Counter
 
 from ingest.errors import IngestError
-from ingest.metrics import Metrics
+from ingest.observe.metrics import Metrics
 
 log = logging.getLogger("ingest.events")
 

@@ -1,12 +1,13 @@
 """The OpenAPI 3.1 description of the HTTP API, written out so every media type is exact:
 multipart and octet-stream request bodies, and file downloads declared as binary only.
-The tus endpoints are in ingest/openapi_tus.py."""
+The tus endpoints are in ingest/web/openapi_tus.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ingest import __version__, openapi_tus
+from ingest import __version__
+from ingest.web import openapi_tus
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _FILE_ID = {"name": "file_id", "in": "path", "required": True,

@@ -20,8 +20,8 @@ from typing import Any
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.body import RequestBody
-from ingest.context import (
+from ingest.edge.body import RequestBody
+from ingest.observe.context import (
     RequestContext,
     new_request_id,
     protocol_of,
@@ -62,7 +62,7 @@ class AccessLog:
             forwarded_headers={name.decode("latin-1"): value.decode("latin-1")
                                for name, value in scope["headers"] if name in self.forward_headers})
         started = time.perf_counter()
-        body = RequestBody.of(scope, receive)  # the one count of body bytes (ingest/body.py)
+        body = RequestBody.of(scope, receive)  # the one count of body bytes (ingest/edge/body.py)
         bytes_out = 0
         status: int | None = None
         error_body = bytearray()
@@ -151,7 +151,7 @@ def log_config(log_format: str, *, level: str = "INFO") -> dict[str, Any]:
     if log_format not in ("text", "json"):
         raise ValueError(f"log_format must be text or json, not {log_format!r}")
     formatter: dict[str, Any] = (
-        {"()": "ingest.accesslog.JsonFormatter"} if log_format == "json"
+        {"()": "ingest.observe.accesslog.JsonFormatter"} if log_format == "json"
         else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"})
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
     return {

@@ -8,7 +8,7 @@ ends with one `complete` event (the 201 body: ids and sha256) or one `failed` ev
 error body and status). See https://html.spec.whatwg.org/multipage/server-sent-events.html.
 
 The hot path adds nothing per body chunk: the stream reads the request body's own byte count
-(ingest/body.py) on its own clock. Progress lives in the process that receives the upload:
+(ingest/edge/body.py) on its own clock. Progress lives in the process that receives the upload:
 with several workers, the stream must reach the same process (one worker, or a proxy with
 sticky routing on the token).
 """
@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest.body import RequestBody
-from ingest.context import RequestContext, current_request
+from ingest.edge.body import RequestBody
 from ingest.errors import InvalidRequest
+from ingest.observe.context import RequestContext, current_request
 
 PUBLISH_INTERVAL = 0.1      # seconds between progress events of one stream
 WAIT_FOR_UPLOAD = 60.0      # seconds a stream waits for an upload that has not started

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ingest.accesslog import AccessLog
 from ingest.config import Settings
-from ingest.events import DeliveryPolicy, EventHub, HookTarget
-from ingest.hooks import CallableTarget, HookCallable, WebhookTarget, parse_event_names
-from ingest.metrics import Metrics, mark_worker_dead, multiprocess_enabled
-from ingest.progress import ProgressBoard, ProgressMiddleware, stream_progress
+from ingest.observe.accesslog import AccessLog
+from ingest.observe.events import DeliveryPolicy, EventHub, HookTarget
+from ingest.observe.hooks import CallableTarget, HookCallable, WebhookTarget, parse_event_names
+from ingest.observe.metrics import Metrics, mark_worker_dead, multiprocess_enabled
+from ingest.observe.progress import ProgressBoard, ProgressMiddleware, stream_progress
 
 log = logging.getLogger("ingest")
 

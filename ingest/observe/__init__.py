@@ -1,0 +1,1 @@
+"""Observability: access log, request context, upload events and hooks, metrics, live progress."""

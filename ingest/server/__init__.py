@@ -1,0 +1,1 @@
+"""The only code that knows the ASGI server: uvicorn's protocol, process tuning, the banner."""

@@ -1,0 +1,1 @@
+"""What a browser gets: the upload page, the API page and the OpenAPI description."""
