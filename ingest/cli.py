@@ -167,14 +167,12 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def create_bucket_command(args: argparse.Namespace) -> int:
-    from ingest.backends import require_extra
+    from ingest.backends import s3_client
 
     settings = _settings(args)
-    require_extra("s3")
-    from ingest.storage.s3 import create_bucket, make_client
+    client = s3_client(settings)
+    from ingest.storage.s3 import create_bucket
 
-    client = make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
-                         access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
     created = create_bucket(client, settings.s3_bucket, region=settings.s3_region)
     where = settings.s3_endpoint or "AWS"
     print(f"bucket {settings.s3_bucket!r} {'created' if created else 'already exists'} at {where}")

@@ -38,8 +38,10 @@ from starlette.datastructures import Headers
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from ingest.config import Settings
+from ingest.errors import NotFound
 from ingest.models import StoredFile
-from ingest.storage.base import BlobStream, StreamedBlobs
+from ingest.storage.base import BlobStream, LocalFiles, Storage, StreamedBlobs
 
 READ_SIZE = 1024 * 1024  # bytes per read (and thread hop) when ingest sends the file itself
 
@@ -49,6 +51,25 @@ SAFETY_HEADERS = {
     "content-security-policy": "sandbox; default-src 'none'",
     "cache-control": "private, max-age=0, must-revalidate",
 }
+
+
+async def stored_file_response(stored: StoredFile, storage: Storage, settings: Settings,
+                               request_headers: Headers, *, method: str) -> Response:
+    """The answer to GET/HEAD of a stored file's bytes, from whichever storage holds them."""
+    try:
+        if isinstance(storage, StreamedBlobs):
+            return await object_response(stored, storage, request_headers, method=method,
+                                         presign_seconds=settings.s3_presign_seconds)
+        if not isinstance(storage, LocalFiles):
+            raise NotFound("this storage backend cannot serve files directly")
+        path = storage.path_of(stored.id)
+        prefix = settings.accel_redirect_prefix
+        # nginx's internal location mirrors the files directory: the same relative path below it.
+        accel_redirect = (prefix.rstrip("/") + "/" + path.relative_to(settings.files_dir).as_posix()
+                          if prefix else None)
+        return file_response(stored, path, request_headers, method=method, accel_redirect=accel_redirect)
+    except FileNotFoundError:
+        raise NotFound(f"the bytes of {stored.id} are missing from storage") from None
 
 
 def content_disposition(filename: str, disposition: str = "attachment") -> str:

@@ -23,10 +23,11 @@ from ingest import crashpoints
 from ingest.catalog.base import Catalog
 from ingest.config import Settings
 from ingest.content_rules import ContentRules, detect_in_thread, head_of
+from ingest.edge.paths import OTHER, RAW, TUS
 from ingest.errors import DigestMismatch, NotFound
 from ingest.links.service import Links
 from ingest.models import Link, StoredFile, new_file_id, utc_now
-from ingest.observe.context import OTHER, RAW, TUS, RequestContext, current_request
+from ingest.observe.context import RequestContext, current_request
 from ingest.observe.events import EventHub, Upload
 from ingest.observe.metrics import Metrics
 from ingest.sink import BlobSink, Block, Received

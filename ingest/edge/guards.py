@@ -23,9 +23,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
+from ingest.edge.paths import UPLOAD_METHODS
 from ingest.errors import TooManyUploads
 
-UPLOAD_METHODS = frozenset({"POST", "PUT", "PATCH"})
 RETRY_AFTER_SECONDS = 1
 
 

@@ -21,10 +21,10 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
+from ingest.edge.paths import protocol_of
 from ingest.observe.context import (
     RequestContext,
     new_request_id,
-    protocol_of,
     reset_current_request,
     set_current_request,
 )

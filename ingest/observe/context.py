@@ -17,13 +17,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ingest.models import Link
 
-# The protocol label of metrics, events and log lines.
-MULTIPART = "multipart"
-RAW = "raw"
-TUS = "tus"
-OTHER = "other"
-
-
 @dataclass
 class RequestContext:
     request_id: str
@@ -60,14 +53,3 @@ def reset_current_request(token: contextvars.Token[RequestContext | None]) -> No
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
-
-def protocol_of(method: str, path: str, content_type: str) -> str:
-    """Which upload path a request takes, from its method, path and media type."""
-    if path == "/files" or path.startswith("/files/"):
-        return TUS
-    if method == "PUT" and path.startswith("/uploads/"):
-        return RAW
-    if method == "POST" and path == "/uploads":
-        media_type = content_type.partition(";")[0].strip().lower()
-        return MULTIPART if media_type == "multipart/form-data" else RAW
-    return OTHER

@@ -1,7 +1,8 @@
-"""Wiring of the operational features into an app: events and hooks, metrics, progress, logs.
+"""The operational side of an app: events and hooks, the health and metrics endpoints, live
+progress, and what runs in the background for the app's life.
 
-`app.py` calls `build_events` for the upload service, adds `routes`, runs `run_background` in
-its lifespan and calls `install_middleware` last, so the access log wraps everything.
+`app.py` calls `build_events` for the upload service, adds `routes` and runs `run_background`
+in its lifespan; the access log and progress middlewares are in its middleware list.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 from prometheus_client import start_http_server
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ingest.config import Settings
-from ingest.observe.accesslog import AccessLog
 from ingest.observe.events import DeliveryPolicy, EventHub, HookTarget
 from ingest.observe.hooks import CallableTarget, HookCallable, WebhookTarget, parse_event_names
 from ingest.observe.metrics import Metrics, mark_worker_dead, multiprocess_enabled
-from ingest.observe.progress import ProgressBoard, ProgressMiddleware, stream_progress
+from ingest.observe.progress import stream_progress
 
 log = logging.getLogger("ingest")
 
@@ -46,10 +44,15 @@ def build_events(settings: Settings, hooks: Sequence[HookCallable | HookTarget] 
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    served: list[BaseRoute] = [Route("/uploads/progress/{token}", stream_progress, methods=["GET"])]
+    served: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]),
+                               Route("/uploads/progress/{token}", stream_progress, methods=["GET"])]
     if settings.metrics and not settings.metrics_port:
         served.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     return served
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -87,12 +90,3 @@ async def run_background(settings: Settings, events: EventHub) -> AsyncIterator[
             metrics_server.server_close()
         mark_worker_dead(os.getpid())
 
-
-def install_middleware(app: Starlette, settings: Settings) -> None:
-    """The access log outermost (it sees 401s too and sets the request context); progress
-    innermost, behind authentication, so only authorised uploads claim a token."""
-    app.state.progress = ProgressBoard()
-    app.user_middleware.append(Middleware(ProgressMiddleware, board=app.state.progress))
-    events: EventHub = app.state.service.events
-    app.add_middleware(AccessLog, enabled=settings.access_log, forward_headers=settings.hook_forward_headers,
-                       requests=events.metrics.requests)

@@ -8,10 +8,19 @@ and whatever a crash leaves behind is reclaimed by `sweep_temporary`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+_STORAGE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_storage_id(name: str) -> bool:
+    """Blob and upload ids are 32 lowercase hex digits (a UUID4's hex). Ids reach storage from
+    URLs, so only this format ever becomes part of a path or an object key."""
+    return _STORAGE_ID.fullmatch(name) is not None
 
 
 class BlobWriter(Protocol):
@@ -61,8 +70,9 @@ class LocalFiles(Protocol):
 # --- optional capability: resumable (tus) uploads --------------------------------------------
 #
 # Modelled on tusd's store interfaces (NewUpload / WriteChunk / GetInfo / FinishUpload /
-# Terminate), small enough for an object store: a partial upload maps onto an S3 multipart
-# upload, each writer session onto one or more parts, `state` onto a small JSON object.
+# Terminate), small enough for an object store: on S3 a partial upload is a list of chunk
+# objects of one part each, finished by a multipart copy (storage/s3_partials.py); on disk
+# it is one file (storage/local_partials.py); `state` is a small JSON object either way.
 
 
 class PartialBusy(Exception):

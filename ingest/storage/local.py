@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ingest import crashpoints
+from ingest.storage.base import is_storage_id
 from ingest.storage.write_behind import WriteBehind
 
-_BLOB_ID = re.compile(r"[0-9a-f]{32}")
 TEMP_SUFFIX = ".part"
 _INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
 
@@ -43,7 +42,7 @@ class LocalStorage:
         return LocalBlobWriter(self, temp_path, fd)
 
     def path_of(self, blob_id: str) -> Path:
-        if not _BLOB_ID.fullmatch(blob_id):
+        if not is_storage_id(blob_id):
             raise ValueError(f"not a blob id: {blob_id!r}")
         return self.files_dir / blob_id[:2] / blob_id
 
@@ -59,7 +58,7 @@ class LocalStorage:
         found = []
         for path in self.files_dir.glob("??/*"):
             with contextlib.suppress(FileNotFoundError):
-                if _BLOB_ID.fullmatch(path.name) and path.stat().st_mtime <= cutoff:
+                if is_storage_id(path.name) and path.stat().st_mtime <= cutoff:
                     found.append(path.name)
         return found
 

@@ -19,18 +19,16 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ingest import crashpoints
-from ingest.storage.base import PartialBusy
+from ingest.storage.base import PartialBusy, is_storage_id
 from ingest.storage.local import _INCARNATION, LocalStorage, _abandoned, _fsync_dir, writev_all
 from ingest.storage.write_behind import WriteBehind
 
-_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 STAGING_SUFFIX = ".new"
 
 
@@ -43,8 +41,7 @@ class LocalPartials:
         self.partials_dir.mkdir(parents=True, exist_ok=True)
 
     def _paths(self, upload_id: str) -> tuple[Path, Path]:
-        # Upload ids come from URLs: only our own format ever becomes part of a path.
-        if not _UPLOAD_ID.fullmatch(upload_id):
+        if not is_storage_id(upload_id):
             raise KeyError(upload_id)
         return self.partials_dir / f"{upload_id}.bin", self.partials_dir / f"{upload_id}.json"
 
@@ -117,7 +114,7 @@ class LocalPartials:
 
     def partial_ids(self) -> list[str]:
         return [path.stem for path in self.partials_dir.glob("*.json")
-                if _UPLOAD_ID.fullmatch(path.stem)]
+                if is_storage_id(path.stem)]
 
     def sweep_staging(self, *, older_than: float) -> int:
         """Remove state staging files whose writer is gone or that are older than

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest import crashpoints
 from ingest.errors import RangeNotSatisfiable
-from ingest.storage.base import BlobStream
+from ingest.storage.base import BlobStream, is_storage_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,7 +96,7 @@ class S3Storage:
         return S3BlobWriter(self, key)
 
     def key_of(self, blob_id: str) -> str:
-        if not (len(blob_id) == 32 and all(c in "0123456789abcdef" for c in blob_id)):
+        if not is_storage_id(blob_id):
             raise ValueError(f"not a blob id: {blob_id!r}")
         return FILES + blob_id
 

@@ -17,7 +17,7 @@ between storing a part and rewriting the manifest, or before deleting the old ta
 by the next session, which alone may write the upload.
 
 One writing session per upload across all nodes: `open_partial` takes a lock from a
-`SessionLocks` (PostgreSQL advisory locks when the catalog is PostgreSQL; see app.py) and
+`SessionLocks` (PostgreSQL advisory locks when the catalog is PostgreSQL; see ingest/backends.py) and
 raises PartialBusy when another process holds it.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,14 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from ingest import crashpoints
-from ingest.storage.base import PartialBusy
+from ingest.storage.base import PartialBusy, is_storage_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 from ingest.storage.s3 import SHA256_METADATA, S3Storage, os_error, translated
 
 PARTIALS = "partials/"
-_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class SessionLocks(Protocol):
@@ -57,8 +55,7 @@ class S3Partials:
         self._locks = locks
 
     def _prefix(self, upload_id: str) -> str:
-        # Upload ids come from URLs: only our own format ever becomes part of a key.
-        if not _UPLOAD_ID.fullmatch(upload_id):
+        if not is_storage_id(upload_id):
             raise KeyError(upload_id)
         return f"{PARTIALS}{upload_id}/"
 
@@ -152,7 +149,7 @@ class S3Partials:
                     Bucket=self._bucket, Prefix=PARTIALS):
                 for obj in page.get("Contents", []):
                     upload_id, _, name = obj["Key"].removeprefix(PARTIALS).partition("/")
-                    if name == "state.json" and _UPLOAD_ID.fullmatch(upload_id):
+                    if name == "state.json" and is_storage_id(upload_id):
                         found.append(upload_id)
         return found
 

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
+from ingest.edge.paths import TUS_PREFIX, is_tus_path
 from ingest.errors import (
     IngestError,
     InvalidRequest,
@@ -34,8 +35,6 @@ from ingest.tus.headers import (
 )
 from ingest.tus.service import TusService, TusUpload
 
-PREFIX = "/files"
-
 # Headers a browser client on another origin must be allowed to send and to read
 # (tus-js-client reads Location, Upload-Offset, Upload-Length... from every answer).
 REQUEST_HEADERS = ("authorization", "content-type", "tus-resumable", "upload-length",
@@ -50,9 +49,9 @@ METHODS = ("POST", "HEAD", "PATCH", "DELETE", "OPTIONS")
 
 def routes() -> list[Route]:
     return [
-        Route(PREFIX + "/", collection, methods=["POST", "OPTIONS"], name="tus"),
-        Route(PREFIX, collection, methods=["POST", "OPTIONS"]),
-        Route(PREFIX + "/{upload_id}", resource, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"],
+        Route(TUS_PREFIX + "/", collection, methods=["POST", "OPTIONS"], name="tus"),
+        Route(TUS_PREFIX, collection, methods=["POST", "OPTIONS"]),
+        Route(TUS_PREFIX + "/{upload_id}", resource, methods=["HEAD", "PATCH", "DELETE", "OPTIONS"],
               name="tus_upload"),
     ]
 
@@ -170,11 +169,6 @@ def _body(request: Request) -> RequestBody:
     return RequestBody.of(request.scope, request.receive)
 
 
-def _is_tus_path(scope: Scope) -> bool:
-    path = scope.get("path", "")
-    return bool(scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")))
-
-
 class TusHeaders:
     """For `/files` paths, outside auth: `Tus-Resumable` on every answer (401s included), and
     `X-HTTP-Method-Override` for clients behind proxies that only pass GET and POST."""
@@ -183,7 +177,7 @@ class TusHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _is_tus_path(scope):
+        if scope["type"] != "http" or not is_tus_path(scope["path"]):
             await self.app(scope, receive, send)
             return
 
@@ -206,7 +200,7 @@ class TusVersion:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _is_tus_path(scope) or scope["method"] == "OPTIONS" or (
+        if scope["type"] != "http" or not is_tus_path(scope["path"]) or scope["method"] == "OPTIONS" or (
                 dict(scope["headers"]).get(b"tus-resumable", b"").decode("latin-1") == TUS_VERSION):
             await self.app(scope, receive, send)
             return

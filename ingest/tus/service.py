@@ -30,6 +30,7 @@ from ingest import crashpoints
 from ingest.config import Settings
 from ingest.content_rules import head_of
 from ingest.edge.body import RequestBody
+from ingest.edge.paths import TUS
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
@@ -48,7 +49,7 @@ from ingest.errors import (
     UploadSuperseded,
 )
 from ingest.models import Link, clean_filename, clean_media_type, utc_now
-from ingest.observe.context import TUS, current_request
+from ingest.observe.context import current_request
 from ingest.observe.events import HookRejected, Upload
 from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage

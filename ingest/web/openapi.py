@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
 from ingest import __version__
 from ingest.web import openapi_tus
 
@@ -159,6 +163,14 @@ _SCHEMAS: dict[str, Any] = {
             "next_cursor": {"type": ["string", "null"]},
             "next": {"type": ["string", "null"]}}},
 }
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/openapi.json", openapi_spec, methods=["GET"])]
+
+
+async def openapi_spec(request: Request) -> Response:
+    return JSONResponse(spec())
 
 
 def spec() -> dict[str, Any]:
