@@ -293,15 +293,25 @@ def ls_command(args: argparse.Namespace) -> int:
 
 
 def rm_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return each_id(args.ids, client.delete)
+
+
+def each_id(ids: list[str], action: Callable[[str], object], done: str | None = None) -> int:
+    """`action` on every id in turn, one failure not stopping the rest: each failure on stderr
+    as `<id>: <error>`, `<id> <done>` on stdout after each success when `done` is given; the
+    exit status is 1 if any failed."""
     from ingest.client import ClientError
 
     failures = 0
-    with _client(args) as client:
-        for file_id in args.ids:
-            try:
-                client.delete(file_id)
-            except ClientError as error:
-                failures += 1
-                print(f"{file_id}: {error}", file=sys.stderr)
+    for item in ids:
+        try:
+            action(item)
+        except ClientError as error:
+            failures += 1
+            print(f"{item}: {error}", file=sys.stderr)
+        else:
+            if done:
+                print(f"{item} {done}")
     return 1 if failures else 0
 

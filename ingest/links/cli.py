@@ -71,17 +71,7 @@ def ls_command(args: argparse.Namespace) -> int:
 
 
 def revoke_command(args: argparse.Namespace) -> int:
-    from ingest.cli import _client
-    from ingest.client import ClientError
+    from ingest.cli import _client, each_id
 
-    failures = 0
     with _client(args) as client:
-        for link_id in args.ids:
-            try:
-                client.revoke_link(link_id)
-            except ClientError as error:
-                failures += 1
-                print(f"{link_id}: {error}", file=sys.stderr)
-            else:
-                print(f"{link_id} revoked")
-    return 1 if failures else 0
+        return each_id(args.ids, client.revoke_link, done="revoked")
