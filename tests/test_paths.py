@@ -36,4 +36,4 @@ def test_each_request_is_labelled_with_the_upload_protocol_it_takes(
 
 
 def test_upload_bodies_come_with_post_put_and_patch_only() -> None:
-    assert UPLOAD_METHODS == {"POST", "PUT", "PATCH"}
+    assert {"POST", "PUT", "PATCH"} == UPLOAD_METHODS
