@@ -18,7 +18,7 @@ from ingest.storage.base import is_storage_id
 from ingest.storage.write_behind import WriteBehind
 
 TEMP_SUFFIX = ".part"
-_INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
+INCARNATION = secrets.token_hex(4)  # tells this process from an earlier one with the same pid
 
 
 class LocalStorage:
@@ -36,7 +36,7 @@ class LocalStorage:
         # The owner's pid and incarnation in the name let a sweep tell abandoned temp files
         # (owner dead, or an earlier process with a reused pid, as pid 1 in a container)
         # from those of live uploads in sibling worker processes.
-        temp_name = f"{os.getpid()}.{_INCARNATION}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        temp_name = f"{os.getpid()}.{INCARNATION}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
         temp_path = self.temp_dir / temp_name
         fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         return LocalBlobWriter(self, temp_path, fd)
@@ -67,7 +67,7 @@ class LocalStorage:
         removed = 0
         for temp_path in self.temp_dir.glob("*" + TEMP_SUFFIX):
             with contextlib.suppress(FileNotFoundError):
-                if _abandoned(temp_path.name) or temp_path.stat().st_mtime <= cutoff:
+                if writer_gone(temp_path.name) or temp_path.stat().st_mtime <= cutoff:
                     temp_path.unlink()
                     removed += 1
         return removed
@@ -113,7 +113,7 @@ class LocalBlobWriter:
         final_path.parent.mkdir(exist_ok=True)
         os.replace(self.temp_path, final_path)
         if self._storage.fsync:
-            _fsync_dir(final_path.parent)
+            fsync_dir(final_path.parent)
 
     def abort(self) -> None:
         self._close()
@@ -138,14 +138,16 @@ def writev_all(fd: int, pieces: Sequence[bytes | bytearray]) -> int:
     return total
 
 
-def _abandoned(temp_name: str) -> bool:
+def writer_gone(temp_name: str) -> bool:
+    """Whether the process that named a file `<pid>.<incarnation>.…` is gone (or is this
+    process's earlier incarnation, before an exec with the same pid)."""
     pid_text, _, rest = temp_name.partition(".")
     incarnation = rest.partition(".")[0]
     if not pid_text.isdigit():
         return True
     pid = int(pid_text)
     if pid == os.getpid():
-        return incarnation != _INCARNATION
+        return incarnation != INCARNATION
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,7 +157,7 @@ def _abandoned(temp_name: str) -> bool:
     return False
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist a rename: the new directory entry is durable only once the directory is synced."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ingest import crashpoints
 from ingest.storage.base import PartialBusy, is_storage_id
-from ingest.storage.local import _INCARNATION, LocalStorage, _abandoned, _fsync_dir, writev_all
+from ingest.storage.local import INCARNATION, LocalStorage, fsync_dir, writer_gone, writev_all
 from ingest.storage.write_behind import WriteBehind
 
 STAGING_SUFFIX = ".new"
@@ -64,7 +64,7 @@ class LocalPartials:
 
     def save_partial_state(self, upload_id: str, state: dict[str, Any]) -> None:
         _, state_path = self._paths(upload_id)
-        staging = state_path.with_suffix(f".{os.getpid()}.{_INCARNATION}{STAGING_SUFFIX}")
+        staging = state_path.with_suffix(f".{os.getpid()}.{INCARNATION}{STAGING_SUFFIX}")
         encoded = json.dumps(state, separators=(",", ":")).encode()
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -76,7 +76,7 @@ class LocalPartials:
         crashpoints.reached("tus.state_staged")
         os.replace(staging, state_path)
         if self._storage.fsync:
-            _fsync_dir(self.partials_dir)
+            fsync_dir(self.partials_dir)
 
     def open_partial(self, upload_id: str) -> LocalPartialWriter:
         data_path, _ = self._paths(upload_id)
@@ -124,7 +124,7 @@ class LocalPartials:
         for staging in self.partials_dir.glob("*" + STAGING_SUFFIX):
             owner = staging.name.partition(".")[2]  # "<pid>.<incarnation>.new"
             with contextlib.suppress(FileNotFoundError):
-                if _abandoned(owner) or staging.stat().st_mtime <= cutoff:
+                if writer_gone(owner) or staging.stat().st_mtime <= cutoff:
                     staging.unlink()
                     removed += 1
         return removed
@@ -206,7 +206,7 @@ class LinkingBlobWriter:
         # blobs counts its age from the commit.
         os.utime(final_path)
         if self._storage.fsync:
-            _fsync_dir(final_path.parent)
+            fsync_dir(final_path.parent)
 
     def abort(self) -> None:
         """Nothing to undo: the partial upload stays, so finishing can be retried."""
