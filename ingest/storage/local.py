@@ -139,8 +139,8 @@ def writev_all(fd: int, pieces: Sequence[bytes | bytearray]) -> int:
 
 
 def writer_gone(temp_name: str) -> bool:
-    """Whether the process that named a file `<pid>.<incarnation>.…` is gone (or is this
-    process's earlier incarnation, before an exec with the same pid)."""
+    """Whether the process that named a file `<pid>.<incarnation>.…` is gone; a name with this
+    process's pid but another incarnation is an earlier process's (pid 1 in a restarted container)."""
     pid_text, _, rest = temp_name.partition(".")
     incarnation = rest.partition(".")[0]
     if not pid_text.isdigit():
