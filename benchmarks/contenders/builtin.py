@@ -15,7 +15,7 @@ from benchmarks.contenders import (
     register,
     uvicorn_command,
 )
-from benchmarks.contenders.nginx_dav import nginx_dav_command
+from benchmarks.contenders.nginx import nginx_dav_command
 
 # --- ingest ----------------------------------------------------------------------------------
 

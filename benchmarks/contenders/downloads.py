@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.contenders import Contender, register, uvicorn_command
 from benchmarks.contenders.builtin import _granian, _ingest, _ingest_behind_nginx, _ingest_files
-from benchmarks.contenders.nginx_static import nginx_sendfile_command
+from benchmarks.contenders.nginx import nginx_sendfile_command
 from benchmarks.inputs import InputFile
 
 DOWNLOAD = ("download",)
