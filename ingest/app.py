@@ -1,8 +1,8 @@
 """The composition root: settings -> storage + catalog -> upload service -> routes -> middleware.
 
 Everything an app is made of is assembled here, in the order it runs: the middleware stack
-below is read top (outermost) to bottom (innermost, next to the routes). Concrete backends
-are picked by `ingest.backends`; every `IngestError` becomes `{"error": code, "detail": ...}`
+below is read top (outermost) to bottom (innermost, next to the routes). Only this module
+picks concrete backends; every `IngestError` becomes `{"error": code, "detail": ...}`
 in one handler.
 """
 
@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ingest import backends, tus
+from ingest.catalog.base import Catalog
+from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.edge import files
 from ingest.edge.access import Auth, parse_tokens
@@ -35,6 +37,10 @@ from ingest.observe.hooks import HookCallable
 from ingest.observe.progress import ProgressBoard, ProgressMiddleware
 from ingest.server import banner
 from ingest.server.tuning import tune_allocator
+from ingest.storage.base import ResumableStorage, Storage
+from ingest.storage.local import LocalStorage
+from ingest.storage.local_partials import LocalPartials
+from ingest.storage.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
 from ingest.uploads import UploadService
 from ingest.web import browser, openapi
 
@@ -46,10 +52,10 @@ def create_app(settings: Settings | None = None,
     """`hooks`: Python callables (or targets) receiving upload events; see ingest/observe/events.py."""
     settings = settings or Settings.from_env()
     tune_allocator()
-    storage = backends.storage_from(settings)
+    storage = _storage(settings)
     events = operations.build_events(settings, hooks)
-    service = UploadService(settings, storage, backends.catalog_from(settings), events)
-    partials, session_locks, handover = backends.partials_from(settings, storage)
+    service = UploadService(settings, storage, _catalog(settings), events)
+    partials, session_locks, handover = _partials(settings, storage)
     resumable = tus.TusService(settings, service, partials)
     resumable.handover = handover
     progress = ProgressBoard()
@@ -109,6 +115,48 @@ def create_app(settings: Settings | None = None,
     app.state.tus = resumable
     app.state.progress = progress
     return app
+
+
+def _storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        client = backends.s3_client(settings)  # first: it says which extra is missing
+        from ingest.storage.s3 import S3Storage
+
+        return S3Storage(client, settings.s3_bucket, part_size=settings.s3_part_size,
+                         parts_in_flight=settings.s3_parts_in_flight, max_file_size=settings.max_file_size)
+    if settings.storage != "local":
+        raise ValueError(f"INGEST_STORAGE: unknown storage {settings.storage!r} (local or s3)")
+    storage = LocalStorage(settings.data_dir, fsync=settings.fsync, write_behind=settings.write_behind)
+    storage.prepare()
+    return storage
+
+
+def _catalog(settings: Settings) -> Catalog:
+    if settings.catalog_url:
+        backends.require_extra("postgres")
+        from ingest.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(settings.catalog_url)
+    return SqliteCatalog(settings.catalog_path)
+
+
+def _partials(settings: Settings, storage: Storage) -> tuple[
+        ResumableStorage, PostgresSessionLocks | FileSessionLocks | None, PostgresHandOver | None]:
+    """tus partial uploads beside the blobs; on S3 with one session per upload across nodes
+    (PostgreSQL advisory locks and hand-over requests when the catalog is PostgreSQL)."""
+    if isinstance(storage, LocalStorage):
+        partials = LocalPartials(storage, settings.data_dir)
+        partials.prepare()
+        return partials, None, None
+    from ingest.storage.s3 import S3Storage
+    from ingest.storage.s3_partials import S3Partials
+
+    assert isinstance(storage, S3Storage)
+    if settings.catalog_url:
+        locks = PostgresSessionLocks(settings.catalog_url)
+        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url, locks)
+    file_locks = FileSessionLocks(settings.data_dir / "locks")
+    return S3Partials(storage, file_locks), file_locks, None
 
 
 def _cors(settings: Settings) -> list[Middleware]:

@@ -1,11 +1,9 @@
-"""The concrete storage and catalog a server runs on, picked from its settings, and the
-start-up checks for the optional scale-out backends: the extra that provides each one is
-installed, the S3 bucket exists, the PostgreSQL catalog answers.
+"""Start-up checks for the optional scale-out backends: the extra that provides each one is
+installed, the S3 bucket exists, the PostgreSQL catalog answers; and the S3 client they use.
 
-Only this module chooses backends. Each check's failure is a `BackendUnavailable` with a
-one-line message saying what to do; the CLI prints it and exits 1 before any worker starts (a
-worker that fails prints a traceback). Nothing here imports boto3 or psycopg unless that
-backend was chosen.
+Each failure is a `BackendUnavailable` with a one-line message saying what to do; the CLI
+prints it and exits 1 before any worker starts (a worker that fails prints a traceback).
+Nothing here imports boto3 or psycopg unless that backend was chosen.
 """
 
 from __future__ import annotations
@@ -14,13 +12,7 @@ import importlib.util
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ingest.catalog.base import Catalog
-from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
-from ingest.storage.base import ResumableStorage, Storage
-from ingest.storage.local import LocalStorage
-from ingest.storage.local_partials import LocalPartials
-from ingest.storage.session_locks import FileSessionLocks, PostgresHandOver, PostgresSessionLocks
 
 # backend -> (the modules it imports, the extra that installs them, what chooses it)
 EXTRAS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -87,48 +79,3 @@ def s3_client(settings: Settings) -> Any:
 
     return make_client(endpoint=settings.s3_endpoint, region=settings.s3_region,
                        access_key=settings.s3_access_key, secret_key=settings.s3_secret_key)
-
-
-def storage_from(settings: Settings) -> Storage:
-    if settings.storage == "s3":
-        from ingest.storage.s3 import S3Storage
-
-        return S3Storage(s3_client(settings), settings.s3_bucket, part_size=settings.s3_part_size,
-                         parts_in_flight=settings.s3_parts_in_flight,
-                         max_file_size=settings.max_file_size)
-    if settings.storage != "local":
-        raise ValueError(f"INGEST_STORAGE: unknown storage {settings.storage!r} (local or s3)")
-    storage = LocalStorage(settings.data_dir, fsync=settings.fsync, write_behind=settings.write_behind)
-    storage.prepare()
-    return storage
-
-
-def catalog_from(settings: Settings) -> Catalog:
-    if settings.catalog_url:
-        require_extra("postgres")
-        from ingest.catalog.postgres import PostgresCatalog
-
-        return PostgresCatalog(settings.catalog_url)
-    return SqliteCatalog(settings.catalog_path)
-
-
-SessionLocks = PostgresSessionLocks | FileSessionLocks
-
-
-def partials_from(settings: Settings, storage: Storage) -> tuple[
-        ResumableStorage, SessionLocks | None, PostgresHandOver | None]:
-    """tus partial uploads beside the blobs; on S3 with one session per upload across nodes
-    (PostgreSQL advisory locks and hand-over requests when the catalog is PostgreSQL)."""
-    if isinstance(storage, LocalStorage):
-        partials = LocalPartials(storage, settings.data_dir)
-        partials.prepare()
-        return partials, None, None
-    from ingest.storage.s3 import S3Storage
-    from ingest.storage.s3_partials import S3Partials
-
-    assert isinstance(storage, S3Storage)
-    if settings.catalog_url:
-        locks = PostgresSessionLocks(settings.catalog_url)
-        return S3Partials(storage, locks), locks, PostgresHandOver(settings.catalog_url, locks)
-    file_locks = FileSessionLocks(settings.data_dir / "locks")
-    return S3Partials(storage, file_locks), file_locks, None

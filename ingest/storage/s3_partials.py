@@ -17,7 +17,7 @@ between storing a part and rewriting the manifest, or before deleting the old ta
 by the next session, which alone may write the upload.
 
 One writing session per upload across all nodes: `open_partial` takes a lock from a
-`SessionLocks` (PostgreSQL advisory locks when the catalog is PostgreSQL; see ingest/backends.py) and
+`SessionLocks` (PostgreSQL advisory locks when the catalog is PostgreSQL; see app.py) and
 raises PartialBusy when another process holds it.
 """
 
