@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.convertors import PathConvertor, register_url_convertor
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,9 +29,9 @@ from ingest.downloads import file_response, object_response
 from ingest.edge.access import Auth, parse_tokens
 from ingest.edge.body import RequestBody
 from ingest.edge.digests import sha256_from_content_digest
-from ingest.edge.guards import UPLOAD_METHODS, UploadGuard
+from ingest.edge.errors import EXCEPTION_HANDLERS
+from ingest.edge.guards import UploadGuard
 from ingest.errors import (
-    IngestError,
     InvalidRequest,
     LengthRequired,
     NotFound,
@@ -115,8 +114,7 @@ def create_app(settings: Settings | None = None,
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
-        exception_handlers={IngestError: ingest_error, HTTPException: http_error,
-                            Exception: unexpected_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
     app.state.service = service
@@ -343,29 +341,3 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     if not file_id:
         raise InvalidRequest("cursor is not one this server gave out")
     return created_at, file_id
-
-
-# --- errors and auth ----------------------------------------------------------------------
-
-async def ingest_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, IngestError)
-    if error.status >= 500:
-        log.error("%s: %s", error.code, error.detail)
-    headers = error.headers
-    if request.method in UPLOAD_METHODS:
-        # The body may be partly unread; closing is the only way to stop receiving it
-        # (RFC 9112 §9.6), and it frees the connection of a client we refused.
-        headers = {**headers, "connection": "close"}
-    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
-
-
-async def http_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return JSONResponse({"error": code, "detail": error.detail}, status_code=error.status_code,
-                        headers=error.headers)
-
-
-async def unexpected_error(request: Request, error: Exception) -> Response:
-    return JSONResponse({"error": "internal_error", "detail": "the server failed; see its log"},
-                        status_code=500)
