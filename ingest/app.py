@@ -2,8 +2,7 @@
 
 Everything an app is made of is assembled here, in the order it runs: the middleware stack
 below is read top (outermost) to bottom (innermost, next to the routes). Only this module
-picks concrete backends; every `IngestError` becomes `{"error": code, "detail": ...}`
-in one handler.
+picks concrete backends; errors are answered by the handlers of ingest/edge/errors.py.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from ingest import backends, tus
 from ingest.catalog.base import Catalog
@@ -26,9 +22,8 @@ from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
 from ingest.edge import files
 from ingest.edge.access import Auth, parse_tokens
+from ingest.edge.errors import EXCEPTION_HANDLERS
 from ingest.edge.guards import UploadGuard
-from ingest.edge.paths import UPLOAD_METHODS
-from ingest.errors import IngestError
 from ingest.links import http as links_http
 from ingest.observe import operations
 from ingest.observe.accesslog import AccessLog
@@ -106,8 +101,7 @@ def create_app(settings: Settings | None = None,
     ]
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
-        exception_handlers={IngestError: ingest_error, HTTPException: http_error,
-                            Exception: unexpected_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
     app.state.service = service
@@ -175,29 +169,3 @@ async def _sweep_periodically(service: UploadService) -> None:
             await service.sweep(temp_older_than=service.settings.temp_max_age)
         except Exception:
             log.exception("periodic sweep failed")
-
-
-# --- errors and auth ----------------------------------------------------------------------
-
-async def ingest_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, IngestError)
-    if error.status >= 500:
-        log.error("%s: %s", error.code, error.detail)
-    headers = error.headers
-    if request.method in UPLOAD_METHODS:
-        # The body may be partly unread; closing is the only way to stop receiving it
-        # (RFC 9112 §9.6), and it frees the connection of a client we refused.
-        headers = {**headers, "connection": "close"}
-    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
-
-
-async def http_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return JSONResponse({"error": code, "detail": error.detail}, status_code=error.status_code,
-                        headers=error.headers)
-
-
-async def unexpected_error(request: Request, error: Exception) -> Response:
-    return JSONResponse({"error": "internal_error", "detail": "the server failed; see its log"},
-                        status_code=500)

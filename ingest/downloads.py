@@ -24,7 +24,6 @@ here against the ETag or Last-Modified (RFC 9110 §13.1.5) before forwarding.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -39,7 +38,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 from starlette.types import Message, Receive, Scope, Send
 
 from ingest.config import Settings
-from ingest.errors import NotFound
+from ingest.edge.errors import error_response
+from ingest.errors import InvalidRange, NotFound, RangeNotSatisfiable
 from ingest.models import StoredFile
 from ingest.storage.base import BlobStream, LocalFiles, Storage, StreamedBlobs
 
@@ -134,16 +134,13 @@ class _JsonErrorsFileResponse(FileResponse):
 
         async def send_json_errors(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] in (400, 416):
-                status = message["status"]
-                code, detail = (("range_not_satisfiable", "the Range lies outside the file")
-                                if status == 416 else ("invalid_range", "malformed Range header"))
-                body = json.dumps({"error": code, "detail": detail}).encode()
-                rewritten["body"] = body
+                error = (RangeNotSatisfiable("the Range lies outside the file") if message["status"] == 416
+                         else InvalidRange("malformed Range header"))
+                answer = error_response(error)
+                rewritten["body"] = answer.body
                 headers = [(k, v) for k, v in message["headers"]
                            if k.lower() not in (b"content-type", b"content-length")]
-                headers += [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]
-                message = {**message, "headers": headers}
+                message = {**message, "headers": headers + answer.raw_headers}
             elif message["type"] == "http.response.body" and "body" in rewritten:
                 message = {"type": "http.response.body", "body": rewritten.pop("body")}
             await send(message)

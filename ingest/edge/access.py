@@ -21,9 +21,9 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ingest.edge.errors import error_response
 from ingest.errors import Forbidden, IngestError, LinkExpired, LinkRevoked, Unauthorized
 from ingest.models import Link, utc_now
 from ingest.observe.context import current_request
@@ -125,8 +125,7 @@ class Auth:
         try:
             await self._admit(scope, needed)
         except IngestError as error:
-            response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
-            await response(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

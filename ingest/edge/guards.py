@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
+from ingest.edge.errors import error_response
 from ingest.edge.paths import UPLOAD_METHODS
 from ingest.errors import TooManyUploads
 
@@ -46,8 +46,7 @@ class UploadGuard:
             error = TooManyUploads(
                 f"the server is receiving {self.active_uploads} uploads already; retry shortly",
                 headers={"retry-after": str(RETRY_AFTER_SECONDS), "connection": "close"})
-            response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
-            await response(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         self.active_uploads += 1
         body = RequestBody.of(scope, receive)

@@ -47,6 +47,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import Counter
 
+# Re-exported: Python hooks raise `ingest.observe.events.HookRejected` (ingest/observe/hooks.py).
+from ingest.errors import HookRejected as HookRejected
+from ingest.errors import HookUnavailable as HookUnavailable
 from ingest.errors import IngestError
 from ingest.observe.metrics import Metrics
 
@@ -61,23 +64,6 @@ POST_TERMINATE = "post-terminate"
 EVENTS = (PRE_CREATE, POST_CREATE, POST_RECEIVE, PRE_FINISH, POST_FINISH, POST_TERMINATE)
 
 DELIVERY_TASKS = 4  # post-* deliveries in flight at once
-
-
-class HookRejected(IngestError):
-    """A pre-* hook refused the upload; the client gets the hook's status and message."""
-
-    code = "hook_rejected"
-    status = 403
-
-    def __init__(self, detail: str, *, status: int = 403) -> None:
-        super().__init__(detail)
-        # Only client and server error statuses make sense as a refusal.
-        self.status = status if 400 <= status <= 599 else 403
-
-
-class HookUnavailable(IngestError):
-    code = "hook_unavailable"
-    status = 503
 
 
 @dataclass

@@ -26,11 +26,12 @@ from urllib.parse import parse_qs
 import anyio
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
-from ingest.errors import InvalidRequest
+from ingest.edge.errors import error_response
+from ingest.errors import ClientDisconnected, InvalidRequest, NotFound
 from ingest.observe.context import RequestContext, current_request
 
 PUBLISH_INTERVAL = 0.1      # seconds between progress events of one stream
@@ -145,12 +146,12 @@ class ProgressMiddleware:
             return
         if not _TOKEN.match(token):
             error = InvalidRequest("a progress token is 8 to 128 letters, digits or ._~-")
-            await JSONResponse(error.to_json(), status_code=error.status)(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         try:
             channel = self.board.attach(token)
         except InvalidRequest as error:
-            await JSONResponse(error.to_json(), status_code=error.status)(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         channel.request = current_request()
         channel.expected = _content_length(scope)
@@ -173,8 +174,8 @@ class ProgressMiddleware:
             await self.app(scope, channel.body.receive, keeping_send)
         finally:
             if channel.ended_at is None:
-                channel.end(499, json.dumps({"error": "client_disconnected",
-                                             "detail": "the upload ended without an answer"}).encode())
+                unanswered = ClientDisconnected("the upload ended without an answer")
+                channel.end(499, json.dumps(unanswered.to_json()).encode())
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -199,8 +200,8 @@ async def _events(channel: Channel) -> AsyncIterator[dict[str, str]]:
         while not channel.attached:
             await anyio.sleep(PUBLISH_INTERVAL)
     if waiting.cancelled_caught:
-        yield {"event": "failed", "data": json.dumps(
-            {"status": 404, "error": "not_found", "detail": "no upload used this progress token"})}
+        unused = NotFound("no upload used this progress token")
+        yield {"event": "failed", "data": json.dumps({"status": unused.status, **unused.to_json()})}
         return
     last: tuple[int, int] | None = None
     while True:

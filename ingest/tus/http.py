@@ -1,7 +1,7 @@
 """The tus 1.0.0 HTTP edge: `/files/` (tusd's default path) and `/files/<upload_id>`.
 
 Spec: https://tus.io/protocols/resumable-upload. Handlers translate headers to `TusService`
-calls and back; errors are `IngestError`s, answered as JSON by the app's one handler, and the
+calls and back; errors are `IngestError`s, answered as JSON by ingest/edge/errors.py, and the
 middleware below puts `Tus-Resumable` on every answer, 401s and 412s included, and
 answers 412 to another protocol version once auth has let the request in.
 """
@@ -9,11 +9,12 @@ answers 412 to another protocol version once auth has let the request in.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
+from ingest.edge.errors import error_response
 from ingest.edge.paths import TUS_PREFIX, is_tus_path
 from ingest.errors import (
     IngestError,
@@ -206,5 +207,4 @@ class TusVersion:
             return
         error = UnsupportedTusVersion(f"this server speaks tus {TUS_VERSION}; send Tus-Resumable: {TUS_VERSION}",
                                       headers={"tus-version": TUS_VERSION})
-        response = JSONResponse(error.to_json(), status_code=error.status, headers=error.headers)
-        await response(scope, receive, send)
+        await error_response(error)(scope, receive, send)
