@@ -63,7 +63,7 @@ async def _protocol_reading_into(bodies: list[bytes]) -> HeaderDeadlineProtocol:
     config = Config(app=app, lifespan="off", log_level="warning")
     config.load()
     protocol = HeaderDeadlineProtocol(config=config, server_state=ServerState(), app_state={},
-                                      _loop=asyncio.get_running_loop())
+                                      _loop=asyncio.get_running_loop(), header_timeout=30)
     protocol.connection_made(FakeTransport())  # type: ignore[arg-type]
     protocol.data_received(HEADERS)
     return protocol
