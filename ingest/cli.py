@@ -1,7 +1,7 @@
 """`ingest serve | upload | download | ls | rm | create-bucket | link`: the command line.
 
 `serve` turns flags into Settings (flags > INGEST_* variables > defaults) and hands them to
-`ingest.server.run.serve`, the one code that starts uvicorn. The other commands are thin
+`ingest.server.run.serve`, the one place that starts uvicorn. The other commands are thin
 shells over `ingest.client`.
 """
 
