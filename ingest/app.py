@@ -31,7 +31,6 @@ from ingest.observe.events import HookTarget
 from ingest.observe.hooks import HookCallable
 from ingest.observe.progress import ProgressBoard, ProgressMiddleware
 from ingest.server import banner
-from ingest.server.tuning import tune_allocator
 from ingest.storage.base import ResumableStorage, Storage
 from ingest.storage.local import LocalStorage
 from ingest.storage.local_partials import LocalPartials
@@ -46,7 +45,6 @@ def create_app(settings: Settings | None = None,
                hooks: Sequence[HookCallable | HookTarget] = ()) -> Starlette:
     """`hooks`: Python callables (or targets) receiving upload events; see ingest/observe/events.py."""
     settings = settings or Settings.from_env()
-    tune_allocator()
     storage = _storage(settings)
     events = operations.build_events(settings, hooks)
     service = UploadService(settings, storage, _catalog(settings), events)

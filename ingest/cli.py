@@ -1,8 +1,8 @@
 """`ingest serve | upload | download | ls | rm | create-bucket | link`: the command line.
 
 `serve` turns flags into Settings (flags > INGEST_* variables > defaults) and hands them to
-uvicorn through the environment, so worker processes rebuild the very same Settings. The other
-commands are thin shells over `ingest.client`.
+`ingest.server.run.serve`, the one place that starts uvicorn. The other commands are thin
+shells over `ingest.client`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 SIZES_NOTE = ("Sizes take binary units: 64GiB, 512MiB, 16KiB (1 KiB = 1024 bytes; k or KB, M or MB, "
               "G or GB are read as KiB, MiB, GiB) or plain bytes.")
-# Longer than any proxy's upstream keep-alive (deploy/nginx/ingest.conf: 60 s), so the proxy
-# closes idle connections first and never reuses one uvicorn is closing (intermittent 502s).
-KEEP_ALIVE_TIMEOUT = 75  # seconds; uvicorn's default is 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,27 +139,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ingest.backends import check_backends
-    from ingest.observe.accesslog import log_config
-    from ingest.server.protocol import HeaderDeadlineProtocol
+    from ingest.server.run import serve
 
     settings = _settings(args)
     check_backends(settings)  # a missing extra, bucket or database: one line, before any worker
-    os.environ.update(settings.to_env())
     with _metrics_across_workers(settings):
-        uvicorn.run(
-            "ingest.app:create_app", factory=True, host=settings.host, port=settings.port,
-            workers=settings.workers, proxy_headers=settings.proxy_headers,
-            forwarded_allow_ips=settings.forwarded_allow_ips,
-            loop="uvloop", http=HeaderDeadlineProtocol, log_level="info",
-            timeout_graceful_shutdown=settings.shutdown_grace,
-            log_config=log_config(settings.log_format),
-            # Our access log (ingest.observe.accesslog) replaces uvicorn's when it is on.
-            access_log=not settings.access_log,
-            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        )
+        serve(settings)
     return 0
 
 

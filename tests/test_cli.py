@@ -30,7 +30,8 @@ def test_serve_flags_become_settings_and_reach_uvicorn(monkeypatch: pytest.Monke
                           "--max-file-size", "5GiB", "--tokens", "a,b", "--workers", "3", "--proxy-headers",
                           "--forwarded-allow-ips", "10.0.0.0/8"])
     assert exit_code == 0
-    assert calls["app"] == "ingest.app:create_app" and calls["factory"] is True
+    assert calls["app"] == "ingest.server.worker:create_app" and calls["factory"] is True
+    assert calls["http"].keywords == {"header_timeout": Settings().header_timeout}
     assert (calls["port"], calls["workers"], calls["proxy_headers"]) == (9123, 3, True)
     assert calls["forwarded_allow_ips"] == "10.0.0.0/8"
     # Worker processes rebuild the settings from the environment the CLI exported.

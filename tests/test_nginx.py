@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from benchmarks.nginx_proxy import CONFIG_PATH, REQUEST_SPOOLED, RESPONSE_SPOOLED, Nginx, find_nginx, start_nginx
-from ingest.cli import KEEP_ALIVE_TIMEOUT
+from ingest.server.run import KEEP_ALIVE_TIMEOUT
 from tests.conftest import (
     IN_CI,
     LiveServer,

@@ -189,7 +189,7 @@ def _granian(fsync: bool) -> Callable[[Launch], ServerCommand]:
     def launch_granian(launch: Launch) -> ServerCommand:
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
                 "--port", str(launch.port), "--workers", "1", "--loop", "uvloop", "--no-ws",
-                "--log-level", "warning", "ingest.app:create_app"]
+                "--log-level", "warning", "ingest.server.worker:create_app"]
         return ServerCommand(argv, {"INGEST_DATA_DIR": str(launch.workdir / "data"),
                                     "INGEST_FSYNC": "true" if fsync else "false"})
     return launch_granian

@@ -13,37 +13,50 @@ answer. So, as nginx does (`lingering_close`), such a close first sends the answ
 FIN, then reads and discards what the client still sends until it closes its side, goes
 quiet for `LINGER_IDLE_SECONDS` or `LINGER_MAX_SECONDS` pass.
 
-Body chunks reach the app uncopied when they can: uvicorn (0.3x-0.5x) gathers each chunk into
-a `bytearray` and hands the app `bytes(...)` of it, two copies of every body byte on the event
-loop, although httptools already made a fresh `bytes` object for the chunk. While nothing is
-pending, `on_body` starts the pending body as that `bytes` object itself: `+=` on empty bytes
-keeps the operand and `bytes()` of bytes is the same object, so a lone chunk travels by
-reference; chunks arriving before the app asks are gathered in a `bytearray` as before.
+Body chunks reach the app uncopied when they can: uvicorn gathers each chunk into a
+`bytearray` (`cycle.body += body` in `on_body`) and hands the app `bytes(cycle.body)`, two
+copies of every body byte on the event loop, although httptools already made a fresh `bytes`
+object for the chunk. While nothing is pending, `on_body` starts the pending body as that
+`bytes` object itself: `+=` on empty bytes keeps the operand and `bytes()` of bytes is the same
+object, so a lone chunk travels by reference; chunks arriving before the app asks are gathered
+in a `bytearray` as before.
+
+All of this leans on uvicorn's `httptools_impl` internals (the methods overridden here,
+`self.cycle`, `cycle.body`, `self.transport`, `self.loop`), which is why pyproject pins uvicorn
+to the minor versions tested and `tests/test_protocol.py` names each one it checks.
+
+uvicorn builds one protocol per connection by calling `http=` with `config`, `server_state`,
+`app_state` and `_loop`; `protocol_factory(header_timeout)` is such a callable, made once from
+the settings and pickled with uvicorn's config into each worker process, so no connection
+reads the environment or builds Settings.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from ingest.config import Settings, env_name
+from uvicorn.server import ServerState
 
 LINGER_IDLE_SECONDS = 5.0   # nginx's lingering_timeout
 LINGER_MAX_SECONDS = 30.0   # nginx's lingering_time
 
 
-def _header_timeout() -> float:
-    raw = os.environ.get(env_name("header_timeout"))
-    return float(raw) if raw else float(Settings().header_timeout)
+def protocol_factory(header_timeout: float) -> Callable[..., HeaderDeadlineProtocol]:
+    """What uvicorn's `http=` is given: it builds each connection's protocol. A partial of a
+    module-level class, so it pickles into spawned workers."""
+    return functools.partial(HeaderDeadlineProtocol, header_timeout=header_timeout)
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_timeout = _header_timeout()
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None, *, header_timeout: float) -> None:
+        super().__init__(config=config, server_state=server_state, app_state=app_state, _loop=_loop)
+        self._header_timeout = header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_unread = False  # a request's headers arrived but not all of its body
         self._lingering: _Lingering | None = None
@@ -98,6 +111,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if self._lingering is not None:
             self._lingering.cancel_timers()
         super().connection_lost(exc)
+
+    @property
+    def header_timeout(self) -> float:
+        return self._header_timeout
 
     @property
     def lingering(self) -> bool:

@@ -1,10 +1,13 @@
-"""Process-level tuning applied when the app starts.
+"""Process-wide tuning, applied by each server process at start-up (`ingest.server.worker`).
 
 glibc's malloc, by default, serves the ~256 KiB body chunks uvicorn hands out from the heap
 top and trims it again after each: hundreds of thousands of page faults and thousands of
 brk calls per GiB, which halved upload throughput in measurements (see benchmarks/README).
 A fixed mmap threshold above the chunk size and a high trim threshold keep freed chunks for
 reuse; RSS stays the same because the same few chunks are recycled.
+
+It changes the whole process, so `ingest.app.create_app` never calls it: a test or a program
+embedding the app keeps its allocator as it was.
 """
 
 from __future__ import annotations
