@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,25 +29,34 @@ MiB = 1024 * 1024
 
 
 def serve_probe(port: int, data_dir: Path) -> None:
-    """ingest as `ingest serve` runs it, its request_body wrapped to log chunk sizes."""
+    """ingest as `ingest serve` runs it, behind an ASGI wrapper that logs each upload's body
+    chunk sizes (as uvicorn hands them to the app) to stderr, one JSON list per request."""
     import uvicorn
-    from starlette.requests import Request
+    from starlette.types import Message, Receive, Scope, Send
 
-    import ingest.app as app_module
+    from ingest.app import create_app
     from ingest.config import Settings
 
-    original = app_module.request_body
+    app = create_app(Settings(data_dir=data_dir, fsync=False))
 
-    async def logged(request: Request) -> AsyncIterator[bytes]:
-        sizes = []
-        async for chunk in original(request):
-            sizes.append(len(chunk))
-            yield chunk
-        print(json.dumps(sizes), file=sys.stderr, flush=True)
+    async def logged(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT"):
+            await app(scope, receive, send)
+            return
+        sizes: list[int] = []
 
-    app_module.request_body = logged
-    app = app_module.create_app(Settings(data_dir=data_dir, fsync=False))
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning",
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and message.get("body"):
+                sizes.append(len(message["body"]))
+            return message
+
+        try:
+            await app(scope, counting_receive, send)
+        finally:
+            print(json.dumps(sizes), file=sys.stderr, flush=True)
+
+    uvicorn.run(logged, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning",
                 timeout_keep_alive=75)
 
 
