@@ -65,9 +65,10 @@ def check_database(url: str) -> None:
 def check_backends(settings: Settings) -> None:
     """Everything `ingest serve` checks before it starts a worker."""
     if settings.storage == "s3":
+        client = s3_client(settings)  # first: it says which extra is missing
         from ingest.storage.s3 import check_bucket
 
-        check_bucket(s3_client(settings), settings.s3_bucket, endpoint=settings.s3_endpoint)
+        check_bucket(client, settings.s3_bucket, endpoint=settings.s3_endpoint)
     if settings.catalog_url:
         check_database(settings.catalog_url)
 
