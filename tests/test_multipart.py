@@ -4,6 +4,8 @@ driven without HTTP so every chunking of a body can be tried quickly."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -332,3 +334,27 @@ async def test_identity_content_transfer_encodings_are_accepted(service: UploadS
                f"Content-Transfer-Encoding: {encoding}\r\n").encode()
     _, [stored] = await receive(service, [multipart_body([(headers, b"\x00\xffbytes")])])
     assert stored.sha256 == sha256(b"\x00\xffbytes")
+
+
+def test_the_form_parser_leaves_smart_open_transports_unloaded_without_refusing_other_threads() -> None:
+    """streaming-form-data's smart_open gets no boto3 or requests, yet a thread importing them
+    at the same time gets them, and the import system is left as it was found."""
+    probe = (
+        "import sys, threading\n"
+        "finders = list(sys.meta_path)\n"
+        "errors = []\n"
+        "def other():\n"
+        "    try:\n"
+        "        import requests\n"
+        "    except ImportError as error:\n"
+        "        errors.append(error)\n"
+        "thread = threading.Thread(target=other)\n"
+        "thread.start()\n"
+        "import ingest.multipart.formparser\n"
+        "thread.join()\n"
+        "import smart_open.s3\n"
+        "assert smart_open.s3.MISSING_DEPS and 'boto3' not in sys.modules, sorted(sys.modules)\n"
+        "assert not errors and 'requests' in sys.modules, errors\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
