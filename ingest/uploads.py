@@ -13,6 +13,7 @@ import functools
 import logging
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,11 @@ from ingest.observe.context import OTHER, RAW, TUS, RequestContext, current_requ
 from ingest.observe.events import EventHub, Upload
 from ingest.observe.metrics import Metrics
 from ingest.sink import BlobSink, Block, Received
-from ingest.storage.base import Storage
+from ingest.storage.base import HasThreads, Storage
 
 log = logging.getLogger("ingest.uploads")
+
+UNLIMITED_UPLOADS_LANES = 64  # lane threads when max_concurrent_uploads is 0 (no limit)
 
 
 @dataclass
@@ -65,13 +68,37 @@ class UploadService:
         self.events = events or EventHub(Metrics())
         self.rules = ContentRules(accept=settings.accept, on_type_mismatch=settings.on_type_mismatch)
         self.links = Links(catalog, request_hold_seconds=settings.temp_max_age)
+        self._lane_threads: ThreadPoolExecutor | None = None
+
+    @property
+    def writers(self) -> int:
+        """Blobs written at once at most: one per upload received (a request's files are
+        written one after the other)."""
+        return self.settings.max_concurrent_uploads or UNLIMITED_UPLOADS_LANES
+
+    @property
+    def lane_threads(self) -> ThreadPoolExecutor:
+        """The threads that hash and write sinks' blocks (ingest/sink.py), one per writer."""
+        if self._lane_threads is None:
+            raise RuntimeError("UploadService.start() was not called: no threads to write blocks")
+        return self._lane_threads
 
     async def start(self) -> None:
+        """Make the threads uploads are written on, open the catalog, sweep what a crash left."""
+        self._lane_threads = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="ingest-io")
+        if isinstance(self.storage, HasThreads):
+            self.storage.start(writers=self.writers)
         await self.catalog.open()
         await self.sweep(temp_older_than=self.settings.temp_max_age)
 
     async def stop(self) -> None:
+        """After the last request: close the catalog and end the threads."""
         await self.catalog.close()
+        lane_threads, self._lane_threads = self._lane_threads, None
+        if lane_threads is not None:
+            await anyio.to_thread.run_sync(lane_threads.shutdown)
+        if isinstance(self.storage, HasThreads):
+            await anyio.to_thread.run_sync(self.storage.stop)
 
     async def new_file(self, *, filename: str, content_type: str,
                        expected_sha256: str | None = None) -> IncomingFile:
@@ -109,7 +136,7 @@ class UploadService:
         async def first_block(block: Block) -> None:
             await self.check_type(incoming, head_of(block))
 
-        sink = BlobSink(writer, max_size=max_size,
+        sink = BlobSink(writer, lane_threads=self.lane_threads, max_size=max_size,
                         block_size=self.settings.block_size,
                         on_block=functools.partial(self.events.received, upload),
                         on_first_block=first_block)

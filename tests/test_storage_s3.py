@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +20,24 @@ MiB = 1024 * 1024
 BLOB_ID = "0123456789abcdef0123456789abcdef"
 
 
+_started: list[S3Storage] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_storages() -> Iterator[None]:
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def storage_for(ceph: Ceph, bucket: str, *, part_size: int = MIN_PART_SIZE,
                 parts_in_flight: int = 2) -> S3Storage:
-    return S3Storage(ceph.client(), bucket, part_size=part_size, parts_in_flight=parts_in_flight,
-                     max_file_size=1024**3)
+    """A started storage (its part threads exist), stopped after the test."""
+    storage = S3Storage(ceph.client(), bucket, part_size=part_size, parts_in_flight=parts_in_flight,
+                        max_file_size=1024**3)
+    storage.start(writers=4)
+    _started.append(storage)
+    return storage
 
 
 def write_blob(storage: S3Storage, size: int) -> tuple[Any, str]:

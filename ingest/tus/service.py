@@ -336,7 +336,8 @@ class TusService:
                 async def check_type(block: Block) -> None:
                     # The upload's first bytes, before any is kept: 415 refuses it here.
                     await self._check_type(upload, head_of(block))
-            sink = BlobSink(writer, max_size=room, block_size=self.settings.block_size,
+            sink = BlobSink(writer, lane_threads=self.uploads.lane_threads, max_size=room,
+                            block_size=self.settings.block_size,
                             on_block=functools.partial(self.uploads.events.received, event) if event else None,
                             on_first_block=check_type,
                             hashes=[h for h in (upload_hash, chunk_hash) if h is not None],
@@ -518,7 +519,8 @@ class TusService:
             await self._check_type(upload, b"")  # an empty upload has no first bytes
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
-            sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
+            sink=BlobSink(blob, lane_threads=self.uploads.lane_threads, max_size=self.settings.max_file_size,
+                          block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
             upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True,
