@@ -1,6 +1,7 @@
 """The upload service: storage and catalog kept in step, for every protocol.
 
-Protocol modules (multipart, raw body) turn requests into `IncomingFile`s and hand them here.
+Protocol modules (multipart, raw body) turn requests into `IncomingFile`s and hand them here,
+with the request's context (ingest/observe/context.py; None outside a request).
 `commit` makes a request's files visible all together or not at all: blobs are committed
 first (each atomically), rows are added in one transaction after; any failure on the way
 removes what was already committed. A crash between the two leaves blobs without rows,
@@ -27,7 +28,7 @@ from ingest.content_rules import ContentRules, detect_in_thread, head_of
 from ingest.errors import DigestMismatch, NotFound
 from ingest.links.service import Links
 from ingest.models import Link, StoredFile, new_file_id, utc_now
-from ingest.observe.context import OTHER, RAW, TUS, RequestContext, current_request
+from ingest.observe.context import OTHER, RAW, TUS, RequestContext
 from ingest.observe.events import EventHub, Upload
 from ingest.observe.metrics import Metrics
 from ingest.sink import BlobSink, Block, Received
@@ -57,6 +58,8 @@ class IncomingFile:
     # The upload as events and metrics see it; its id becomes the stored file's id.
     upload: Upload = field(default_factory=lambda: Upload(id=new_file_id(), protocol=OTHER,
                                                           filename="", content_type=""))
+    # The request that sends the file (multipart, raw), which counts the files it finished.
+    request: RequestContext | None = None
 
 
 class UploadService:
@@ -100,10 +103,10 @@ class UploadService:
         if isinstance(self.storage, HasThreads):
             await anyio.to_thread.run_sync(self.storage.stop)
 
-    async def new_file(self, *, filename: str, content_type: str,
+    async def new_file(self, *, filename: str, content_type: str, request: RequestContext | None,
                        expected_sha256: str | None = None) -> IncomingFile:
-        """Run pre-create (which may refuse, raising), then open a temporary blob."""
-        request = current_request()
+        """Run pre-create (which may refuse, raising), then open a temporary blob. `request`
+        labels its events and metrics, and its upload link limits the file."""
         upload = Upload(id=new_file_id(), protocol=request.protocol if request else OTHER,
                         filename=filename, content_type=content_type)
         if request is not None:
@@ -141,7 +144,7 @@ class UploadService:
                         on_block=functools.partial(self.events.received, upload),
                         on_first_block=first_block)
         incoming = IncomingFile(sink=sink, filename=filename, content_type=content_type,
-                                expected_sha256=expected_sha256, upload=upload,
+                                expected_sha256=expected_sha256, upload=upload, request=request,
                                 reservation=reservation, release_on_failure=reservation is not None)
         return incoming
 
@@ -167,13 +170,15 @@ class UploadService:
             return
         incoming.type_checked = True
         incoming.detected_type = await self.inspect(
-            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload)
+            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload,
+            request=incoming.request)
 
-    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload) -> str | None:
+    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload,
+                      request: RequestContext | None) -> str | None:
         """The media type of a file starting with `head`, recorded on its upload; raises
-        UnsupportedFileType when the server's content rules refuse it."""
+        UnsupportedFileType when the server's content rules (or `request`'s upload link)
+        refuse it."""
         detected = upload.detected_type = await detect_in_thread(head)
-        request = current_request()
         link_accept = request.link.accept if request is not None and request.link is not None else ()
         self.rules.check(filename=filename, declared=content_type, detected=detected, also_accept=link_accept)
         return detected
@@ -184,7 +189,7 @@ class UploadService:
         await self.check_type(incoming, b"")  # an empty file: no first block was seen
         incoming.upload.size = incoming.received.size
         incoming.upload.sha256 = incoming.received.sha256
-        request = current_request()
+        request = incoming.request
         if request is not None:
             request.files_received += 1
             request.link_bytes_spent += incoming.received.size
@@ -268,13 +273,13 @@ class UploadService:
                    link: str | None = None) -> list[StoredFile]:
         return await self.catalog.page(limit=limit, after=after, link=link)
 
-    async def delete(self, file_id: str) -> StoredFile:
-        """Row first, then bytes: a crash in between leaves only an invisible orphan blob."""
+    async def delete(self, file_id: str, *, request: RequestContext | None) -> StoredFile:
+        """Row first, then bytes: a crash in between leaves only an invisible orphan blob.
+        `request` labels the deleted event."""
         stored = await self.catalog.remove(file_id)
         if stored is None:
             raise NotFound(f"no stored file with id {file_id!r}")
         await anyio.to_thread.run_sync(self.storage.delete, stored.id)
-        request = current_request()
         self.events.deleted(Upload(
             id=stored.id, protocol=request.protocol if request else OTHER, filename=stored.filename,
             content_type=stored.content_type, client=request.client if request else None,

@@ -59,7 +59,7 @@ def _chunks(chunks: Sequence[bytes]) -> RequestBody:
 
 async def receive(service: UploadService, chunks: Sequence[bytes],
                   content_type: str = CONTENT_TYPE) -> tuple[Form, list[StoredFile]]:
-    form = await receive_form(content_type, _chunks(chunks), service, service.settings)
+    form = await receive_form(content_type, _chunks(chunks), service, service.settings, request=None)
     return form, await service.commit(form.files)
 
 

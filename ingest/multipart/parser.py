@@ -36,6 +36,7 @@ from ingest.multipart.formparser import (
     parse_content_boundary,
 )
 from ingest.multipart.framing import MultipartFraming, PartHeaders, boundary_from_content_type
+from ingest.observe.context import RequestContext
 from ingest.sink import BlobSink
 from ingest.uploads import IncomingFile, UploadService
 
@@ -65,8 +66,9 @@ class _EmptyFileInput:
 class _FormReceiver:
     """Turns the parser's start/data/finish calls into files and fields."""
 
-    def __init__(self, service: UploadService, settings: Settings) -> None:
+    def __init__(self, service: UploadService, settings: Settings, request: RequestContext | None) -> None:
         self._service = service
+        self._request = request
         self._max_field_size = settings.max_field_size
         self.files: list[IncomingFile] = []
         self.file_field_names: list[str] = []
@@ -92,7 +94,7 @@ class _FormReceiver:
                     if headers.content_digest else None)
         incoming = await self._service.new_file(
             filename=filename, content_type=clean_media_type(headers.content_type, filename),
-            expected_sha256=expected)
+            request=self._request, expected_sha256=expected)
         self.files.append(incoming)
         self.file_field_names.append(headers.name)
         self._current = incoming
@@ -245,8 +247,9 @@ class ParseBudget:
 
 
 async def receive_form(content_type: str, body: RequestBody, service: UploadService,
-                       settings: Settings) -> Form:
+                       settings: Settings, *, request: RequestContext | None) -> Form:
     """Stream a multipart body into sinks. On any failure every temp file is discarded.
+    `request` is the context the files are received in (ingest/observe/context.py).
 
     Almost every chunk takes the fast path: once the parser has handed out every body byte
     it was given (it holds nothing back), a chunk the framing guard finds to be wholly inside
@@ -259,7 +262,7 @@ async def receive_form(content_type: str, body: RequestBody, service: UploadServ
     boundary = boundary_from_content_type(content_type)
     framing = MultipartFraming(boundary, max_header_size=settings.max_part_header_size,
                                max_parts=settings.max_parts)
-    receiver = _FormReceiver(service, settings)
+    receiver = _FormReceiver(service, settings, request)
     target = _EveryPart()
     budget = ParseBudget(min_rate=settings.multipart_min_parse_rate,
                          grace_seconds=settings.multipart_parse_grace_ms / 1000)

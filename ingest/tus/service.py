@@ -48,7 +48,7 @@ from ingest.errors import (
     UploadSuperseded,
 )
 from ingest.models import Link, clean_filename, clean_media_type, utc_now
-from ingest.observe.context import TUS, current_request
+from ingest.observe.context import TUS, RequestContext
 from ingest.observe.events import HookRejected, Upload
 from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
@@ -123,8 +123,9 @@ class TusService:
 
     # --- creation ---------------------------------------------------------------------------
 
-    async def create(self, *, length: int | None, metadata: dict[str, str],
+    async def create(self, *, length: int | None, metadata: dict[str, str], request: RequestContext | None,
                      partial: bool = False) -> TusUpload:
+        """A new upload; `request` (its token, its upload link) becomes its owner."""
         if length is not None and length > self.settings.max_file_size:
             raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
                                f"{self.settings.max_file_size} bytes")
@@ -134,13 +135,12 @@ class TusService:
         upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
                            created_at=now, expires_at=now + self.settings.tus_expiry,
                            concat="partial" if partial else None)
-        request = current_request()
         if request is not None:
             upload.token = request.token
             if request.link is not None:
                 await self._reserve(upload, request.link)
         try:
-            return await self._create(upload, length, partial)
+            return await self._create(upload, length, partial, request)
         except BaseException:
             if upload.link is not None:
                 with anyio.CancelScope(shield=True):
@@ -157,11 +157,12 @@ class TusService:
         upload.link = link.id
         upload.reserved = granted if link.max_size is not None else None
 
-    async def _create(self, upload: TusUpload, length: int | None, partial: bool) -> TusUpload:
+    async def _create(self, upload: TusUpload, length: int | None, partial: bool,
+                      request: RequestContext | None) -> TusUpload:
         if not partial:
             # pre-create may refuse (HookRejected) before anything exists; partial uploads
             # have no events of their own: the final upload that concatenates them has.
-            event = self._event_of(upload, register=False)
+            event = self._event_of(upload, request, register=False)
             await self.uploads.events.create(event)
             self._events[upload.upload_id] = event
         try:
@@ -172,7 +173,7 @@ class TusService:
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
                 try:
-                    await self.commit(upload)
+                    await self.commit(upload, request)
                 except UnsupportedFileType as error:
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
                     await self._release(upload.upload_id, upload.state())
@@ -180,7 +181,8 @@ class TusService:
                     raise
         return upload
 
-    async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
+    async def concatenate(self, part_ids: list[str], metadata: dict[str, str], *,
+                          request: RequestContext | None) -> TusUpload:
         """Creation of a final upload: the complete partial uploads, in order, as one file."""
         filename, content_type = _name_and_type(metadata, "upload")
         if len(set(part_ids)) < len(part_ids):
@@ -199,7 +201,8 @@ class TusService:
             if total > self.settings.max_file_size:
                 raise FileTooLarge(f"the concatenation of {total} bytes exceeds the limit of "
                                    f"{self.settings.max_file_size} bytes")
-            incoming = await self.uploads.new_file(filename=filename, content_type=content_type)
+            incoming = await self.uploads.new_file(filename=filename, content_type=content_type,
+                                                   request=request)
             incoming.metadata = _extra_metadata(metadata)
             try:
                 for part in parts:
@@ -226,15 +229,15 @@ class TusService:
 
     # --- reading state ----------------------------------------------------------------------
 
-    async def info(self, upload_id: str) -> TusUpload:
+    async def info(self, upload_id: str, *, request: RequestContext | None) -> TusUpload:
         """The upload's state. Like tusd, taking the lock asks a running PATCH to stop and save,
         so a client resuming after a dropped connection learns the true offset at once."""
         async with self.locks.hold(upload_id):
             if self.handover is not None:  # the same across nodes
                 await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             upload = await self._load(upload_id)
-            _check_owner(upload.link)
-            await self._commit_if_whole(upload)
+            _check_owner(upload.link, request)
+            await self._commit_if_whole(upload, request)
             return upload
 
     async def _load(self, upload_id: str) -> TusUpload:
@@ -250,10 +253,11 @@ class TusService:
     # --- writing ----------------------------------------------------------------------------
 
     async def write(self, upload_id: str, *, offset: int, body: RequestBody,
-                    checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
+                    request: RequestContext | None, checksum: tuple[str, bytes] | None = None,
+                    length: int | None = None) -> TusUpload:
         async with self.locks.hold(upload_id) as holder:
             upload = await self._load(upload_id)
-            _check_owner(upload.link)
+            _check_owner(upload.link, request)
             if upload.concat == "final":
                 raise UploadNotPatchable("a final (concatenated) upload takes no PATCH")
             if length is not None and length != upload.length:
@@ -264,7 +268,7 @@ class TusService:
             failure: IngestError | None = None
             try:
                 if upload.file_id is None and not upload.complete:
-                    await self._append(upload, holder.body_scope, body, checksum)
+                    await self._append(upload, holder.body_scope, body, checksum, request)
                 else:
                     if await body.read():
                         raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
@@ -278,19 +282,20 @@ class TusService:
                 self._hashers.pop(upload_id, None)
                 self._end_event(upload_id, failure)
                 raise failure
-            await self._commit_if_whole(upload)
+            await self._commit_if_whole(upload, request)
             if failure is not None:
                 raise failure
             if holder.superseded:
                 raise UploadSuperseded("a newer request for this upload took over")
             return upload
 
-    async def _check_type(self, upload: TusUpload, head: bytes) -> None:
+    async def _check_type(self, upload: TusUpload, head: bytes, request: RequestContext | None) -> None:
         """The first bytes of the upload have arrived: detect and apply the content rules."""
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         upload.type_checked = True
         upload.detected_type = await self.uploads.inspect(
-            head, filename=filename, content_type=content_type, upload=self._event_of(upload))
+            head, filename=filename, content_type=content_type, upload=self._event_of(upload, request),
+            request=request)
 
     async def _declare_length(self, upload: TusUpload, length: int) -> None:
         """creation-defer-length: the first PATCH that knows the length says it, once."""
@@ -308,7 +313,8 @@ class TusService:
         await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
 
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
-                      body: RequestBody, checksum: tuple[str, bytes] | None) -> None:
+                      body: RequestBody, checksum: tuple[str, bytes] | None,
+                      request: RequestContext | None) -> None:
         writer = await self._open_session(upload.upload_id)
         settled = False  # the state was saved while the session was held
         try:
@@ -330,12 +336,12 @@ class TusService:
             room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
             if upload.reserved is not None:  # a deferred length within its link's reservation
                 room = min(room, upload.reserved - upload.offset)
-            event = self._event_of(upload) if upload.concat is None else None
+            event = self._event_of(upload, request) if upload.concat is None else None
             check_type = None
             if not upload.type_checked and upload.concat is None:
                 async def check_type(block: Block) -> None:
                     # The upload's first bytes, before any is kept: 415 refuses it here.
-                    await self._check_type(upload, head_of(block))
+                    await self._check_type(upload, head_of(block), request)
             sink = BlobSink(writer, lane_threads=self.uploads.lane_threads, max_size=room,
                             block_size=self.settings.block_size,
                             on_block=functools.partial(self.uploads.events.received, event) if event else None,
@@ -459,19 +465,20 @@ class TusService:
 
         return await anyio.to_thread.run_sync(rehash)
 
-    async def _commit_if_whole(self, upload: TusUpload) -> None:
+    async def _commit_if_whole(self, upload: TusUpload, request: RequestContext | None) -> None:
         """Commit an upload that holds all its bytes but is not stored yet: its last PATCH
         failed after the last byte (the client went away before the end of the request), a
         PATCH declared a length equal to the bytes held, or the process died in between.
         HEAD then answers offset == length and every tus client takes the upload as done,
         so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
         if upload.complete and upload.file_id is None and upload.concat is None:
-            await self.commit(upload)
+            await self.commit(upload, request)
 
-    async def commit(self, upload: TusUpload) -> None:
+    async def commit(self, upload: TusUpload, request: RequestContext | None) -> None:
         """All bytes are in: make them an ordinary stored file through the upload service, or
         finish the commit a crash cut short. Holds the storage's session all along, so one
-        process at a time commits an upload (two workers may HEAD it at once)."""
+        process at a time commits an upload (two workers may HEAD it at once). `request` is
+        the one that found the upload whole (None at start-up recovery)."""
         writer = await self._commit_session(upload.upload_id)
         try:
             state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload.upload_id)
@@ -482,11 +489,11 @@ class TusService:
                 raise NotFound(f"the bytes of upload {upload.upload_id} are gone")
             stored = await self.uploads.catalog.get(upload.upload_id)
             if stored is None:
-                file_id = await self._store(upload)
+                file_id = await self._store(upload, request)
             else:
                 # A crash came after the row: the file is stored, only the state lags behind.
                 file_id = stored.id
-                self.uploads.events.finished(self._event_of(upload))
+                self.uploads.events.finished(self._event_of(upload, request))
                 log.info("upload %s: finished a commit cut after its catalog row", upload.upload_id)
             await self._mark_done(upload, file_id)
         finally:
@@ -510,20 +517,20 @@ class TusService:
                                        headers={"retry-after": "1"}) from None
             await anyio.sleep(0.05)
 
-    async def _store(self, upload: TusUpload) -> str:
+    async def _store(self, upload: TusUpload, request: RequestContext | None) -> str:
         """The commit proper. Its blob id is the upload id: a blob a crash left is adopted."""
         assert upload.length is not None
         upload_hash = await self._upload_hash(upload)
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         if not upload.type_checked:
-            await self._check_type(upload, b"")  # an empty upload has no first bytes
+            await self._check_type(upload, b"", request)  # an empty upload has no first bytes
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
             sink=BlobSink(blob, lane_threads=self.uploads.lane_threads, max_size=self.settings.max_file_size,
                           block_size=self.settings.block_size),
             filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
-            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True,
+            upload=self._event_of(upload, request), detected_type=upload.detected_type, type_checked=True,
             reservation=upload.upload_id if upload.link is not None else None)
         try:
             [stored] = await self.uploads.commit([incoming])
@@ -552,17 +559,17 @@ class TusService:
 
     # --- termination and expiry -------------------------------------------------------------
 
-    async def terminate(self, upload_id: str) -> None:
+    async def terminate(self, upload_id: str, *, request: RequestContext | None) -> None:
         async with self.locks.hold(upload_id):
             try:
                 state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 raise NotFound(f"no upload with id {upload_id!r}") from None
-            _check_owner(state.get("link"))
+            _check_owner(state.get("link"), request)
             await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
             await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
-            self._end_event(upload_id, "terminated", state=state, offset=offset)
+            self._end_event(upload_id, "terminated", state=state, offset=offset, request=request)
 
     async def sweep(self) -> int:
         """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
@@ -586,7 +593,7 @@ class TusService:
                 continue
             await self._release(upload_id, state)
             self._hashers.pop(upload_id, None)
-            self._end_event(upload_id, "expired", state=state, offset=offset)
+            self._end_event(upload_id, "expired", state=state, offset=offset, request=None)
             removed += 1
         if removed:
             log.info("swept %d expired tus uploads", removed)
@@ -594,14 +601,14 @@ class TusService:
 
     # --- events and metrics (ingest/observe/events.py) ----------------------------------------------
 
-    def _event_of(self, upload: TusUpload, *, register: bool = True) -> Upload:
+    def _event_of(self, upload: TusUpload, request: RequestContext | None, *, register: bool = True) -> Upload:
         """The upload as hooks and metrics see it: the one tracked since its creation, or,
-        after a restart or in another worker, a new one built from its stored state."""
+        after a restart or in another worker, a new one built from its stored state (and
+        labelled with `request`, the one now serving it)."""
         tracked = self._events.get(upload.upload_id)
         if tracked is not None:
             return tracked
         filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
-        request = current_request()
         event = Upload(id=upload.upload_id, protocol=TUS, filename=filename, content_type=content_type,
                        metadata=_extra_metadata(upload.metadata), expected_size=upload.length,
                        size=upload.offset, client=request.client if request else None,
@@ -613,12 +620,13 @@ class TusService:
         return event
 
     def _end_event(self, upload_id: str, reason: BaseException | str, *,
-                   state: dict[str, Any] | None = None, offset: int = 0) -> None:
+                   state: dict[str, Any] | None = None, offset: int = 0,
+                   request: RequestContext | None = None) -> None:
         """An unfinished upload is gone (terminated, expired, or never created): post-terminate."""
         event = self._events.pop(upload_id, None)
         if event is None and state is not None and state.get("file_id") is None \
                 and state.get("concat") is None:
-            event = self._event_of(TusUpload.from_state(upload_id, state, offset))
+            event = self._event_of(TusUpload.from_state(upload_id, state, offset), request)
             self._events.pop(upload_id, None)
         if event is not None:
             self.uploads.events.failed(event, reason)
@@ -648,9 +656,8 @@ class TusService:
             writer.close()
 
 
-def _check_owner(link_id: str | None) -> None:
+def _check_owner(link_id: str | None, request: RequestContext | None) -> None:
     """A request made with an upload link reaches only uploads made with that link."""
-    request = current_request()
     link = request.link if request is not None else None
     if link is None or link.id == link_id:
         return
