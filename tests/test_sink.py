@@ -10,8 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ingest.catalog.sqlite import SqliteCatalog
+from ingest.config import Settings
 from ingest.errors import InsufficientStorage
 from ingest.sink import BY_REFERENCE, BlobSink
+from ingest.storage.local import LocalStorage
+from ingest.uploads import UploadService
 
 
 @pytest.fixture
@@ -105,3 +109,25 @@ async def test_sink_turns_a_full_disk_into_insufficient_storage_and_aborts_clean
     await sink.abort()
     assert writer.aborted
     assert len(writer.written) <= 3 * BY_REFERENCE
+
+
+@pytest.mark.anyio
+async def test_the_upload_service_makes_the_lane_threads_when_it_starts_and_ends_them_when_it_stops(
+        settings: Settings) -> None:
+    storage = LocalStorage(settings.data_dir, fsync=False)
+    storage.prepare()
+    service = UploadService(settings.replace(max_concurrent_uploads=3), storage,
+                            SqliteCatalog(settings.catalog_path))
+    with pytest.raises(RuntimeError, match="start"):
+        _ = service.lane_threads
+    await service.start()
+    lane_threads = service.lane_threads
+    assert lane_threads._max_workers == 3  # one per upload received at once
+    incoming = await service.new_file(filename="a.bin", content_type="application/octet-stream", request=None)
+    await incoming.sink.write(os.urandom(BY_REFERENCE))
+    await service.commit([incoming])
+    await service.stop()
+    with pytest.raises(RuntimeError):
+        lane_threads.submit(print)  # shut down
+    with pytest.raises(RuntimeError, match="start"):
+        _ = service.lane_threads

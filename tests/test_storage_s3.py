@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ingest.errors import RangeNotSatisfiable
-from ingest.storage.base import RecordsDigest, Storage, StreamedBlobs
-from ingest.storage.s3 import MAX_PARTS, MIN_PART_SIZE, S3Storage, effective_part_size
+from ingest.storage.base import HasThreads, RecordsDigest, Storage, StreamedBlobs
+from ingest.storage.s3 import MAX_CONNECTIONS, MAX_PARTS, MIN_PART_SIZE, S3Storage, effective_part_size
 from tests.backends import Ceph, multipart_uploads, object_keys, object_sha256
 
 MiB = 1024 * 1024
@@ -135,6 +135,22 @@ def test_no_more_parts_than_parts_in_flight_are_sent_at_once(ceph: Ceph, bucket:
     writer.commit(BLOB_ID)
     assert most == 2
     assert object_sha256(ceph.client(), bucket, f"files/{BLOB_ID}") == sha
+
+
+def test_part_threads_are_made_by_start_sized_for_the_writers_and_ended_by_stop(ceph: Ceph, bucket: str) -> None:
+    storage = S3Storage(ceph.client(), bucket, part_size=MIN_PART_SIZE, parts_in_flight=2, max_file_size=1024**3)
+    assert isinstance(storage, HasThreads)
+    with pytest.raises(RuntimeError, match="start"):
+        _ = storage.part_threads
+    storage.start(writers=3)
+    threads = storage.part_threads
+    assert threads._max_workers == 6  # every part of 3 writers in flight at once
+    storage.stop()
+    with pytest.raises(RuntimeError):
+        threads.submit(print)  # shut down
+    storage.start(writers=1000)
+    assert storage.part_threads._max_workers == MAX_CONNECTIONS  # no more than the client's connections
+    storage.stop()
 
 
 def test_sweep_aborts_abandoned_multipart_uploads(ceph: Ceph, bucket: str) -> None:
