@@ -24,7 +24,7 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
@@ -33,8 +33,6 @@ import anyio.to_thread
 
 from ingest.errors import FileTooLarge, IngestError, InsufficientStorage, StorageFailed
 from ingest.storage.base import BlobWriter, PartialWriter, RecordsDigest, WritesPieces
-
-_io_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-io")
 
 LANE_DEPTH = 4  # blocks queued per lane: memory per upload <= (LANE_DEPTH + 1) * block_size
 BY_REFERENCE = 64 * 1024  # chunks at least this big join a block by reference, smaller ones are copied
@@ -67,9 +65,11 @@ class BlobSink:
 
     The chunk path is `add` (synchronous: count, limit, append); only when it says the block
     is full does the caller `await flush()`. `write` does both, for callers that don't mind.
+    `lane_threads` runs the lane: the upload service's, made and ended with it.
     """
 
-    def __init__(self, writer: BlobWriter | PartialWriter, *, max_size: int, block_size: int,
+    def __init__(self, writer: BlobWriter | PartialWriter, *, lane_threads: Executor, max_size: int,
+                 block_size: int,
                  on_block: Callable[[int], object] | None = None,
                  on_first_block: Callable[[Block], Awaitable[None]] | None = None,
                  hashes: Sequence[Hash] | None = None,
@@ -87,7 +87,7 @@ class BlobSink:
         self._overflow = overflow or _file_too_large
         self._block: Block = []
         self._block_bytes = 0
-        self._lane: OrderedLane[Block] = OrderedLane(self._store)
+        self._lane: OrderedLane[Block] = OrderedLane(self._store, lane_threads)
         self._write_pieces = writer.write_pieces if isinstance(writer, WritesPieces) else None
         self.size = 0
 
@@ -194,15 +194,16 @@ def _file_too_large(excess: int) -> IngestError:
 
 
 class OrderedLane(Generic[Item]):
-    """Runs `work(item)` for each submitted item, in order, on the shared I/O threads.
+    """Runs `work(item)` for each submitted item, in order, on `threads` (shared by all lanes).
 
     One thread hop serves a burst of queued items rather than one item, and at most
     LANE_DEPTH items wait: `submit` awaits room beyond that. The end of a burst is not sent
     to the event loop (that woke the loop once per block); `join` asks for it instead.
     """
 
-    def __init__(self, work: Callable[[Item], object]) -> None:
+    def __init__(self, work: Callable[[Item], object], threads: Executor) -> None:
         self._work = work
+        self._threads = threads
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self._running = False
@@ -231,7 +232,7 @@ class OrderedLane(Generic[Item]):
             self._running = True
         if start:
             self._loop = asyncio.get_running_loop()
-            self._drained = _io_threads.submit(self._drain)
+            self._drained = self._threads.submit(self._drain)
 
     async def join(self) -> None:
         if self._drained is not None:

@@ -1,6 +1,7 @@
 """The upload service: storage and catalog kept in step, for every protocol.
 
-Protocol modules (multipart, raw body) turn requests into `IncomingFile`s and hand them here.
+Protocol modules (multipart, raw body) turn requests into `IncomingFile`s and hand them here,
+with the request's context (ingest/observe/context.py; None outside a request).
 `commit` makes a request's files visible all together or not at all: blobs are committed
 first (each atomically), rows are added in one transaction after; any failure on the way
 removes what was already committed. A crash between the two leaves blobs without rows,
@@ -13,6 +14,7 @@ import functools
 import logging
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +29,15 @@ from ingest.edge.paths import OTHER, RAW, TUS
 from ingest.errors import DigestMismatch, NotFound
 from ingest.links.service import Links
 from ingest.models import Link, StoredFile, new_file_id, utc_now
-from ingest.observe.context import RequestContext, current_request
+from ingest.observe.context import RequestContext
 from ingest.observe.events import EventHub, Upload
 from ingest.observe.metrics import Metrics
 from ingest.sink import BlobSink, Block, Received
-from ingest.storage.base import Storage
+from ingest.storage.base import HasThreads, Storage
 
 log = logging.getLogger("ingest.uploads")
+
+UNLIMITED_UPLOADS_LANES = 64  # lane threads when max_concurrent_uploads is 0 (no limit)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class IncomingFile:
     # The upload as events and metrics see it; its id becomes the stored file's id.
     upload: Upload = field(default_factory=lambda: Upload(id=new_file_id(), protocol=OTHER,
                                                           filename="", content_type=""))
+    # The request that sends the file (multipart, raw), which counts the files it finished.
+    request: RequestContext | None = None
 
 
 class UploadService:
@@ -66,18 +72,42 @@ class UploadService:
         self.events = events or EventHub(Metrics())
         self.rules = ContentRules(accept=settings.accept, on_type_mismatch=settings.on_type_mismatch)
         self.links = Links(catalog, request_hold_seconds=settings.temp_max_age)
+        self._lane_threads: ThreadPoolExecutor | None = None
+
+    @property
+    def writers(self) -> int:
+        """Blobs written at once at most: one per upload received (a request's files are
+        written one after the other)."""
+        return self.settings.max_concurrent_uploads or UNLIMITED_UPLOADS_LANES
+
+    @property
+    def lane_threads(self) -> ThreadPoolExecutor:
+        """The threads that hash and write sinks' blocks (ingest/sink.py), one per writer."""
+        if self._lane_threads is None:
+            raise RuntimeError("UploadService.start() was not called: no threads to write blocks")
+        return self._lane_threads
 
     async def start(self) -> None:
+        """Make the threads uploads are written on, open the catalog, sweep what a crash left."""
+        self._lane_threads = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="ingest-io")
+        if isinstance(self.storage, HasThreads):
+            self.storage.start(writers=self.writers)
         await self.catalog.open()
         await self.sweep(temp_older_than=self.settings.temp_max_age)
 
     async def stop(self) -> None:
+        """After the last request: close the catalog and end the threads."""
         await self.catalog.close()
+        lane_threads, self._lane_threads = self._lane_threads, None
+        if lane_threads is not None:
+            await anyio.to_thread.run_sync(lane_threads.shutdown)
+        if isinstance(self.storage, HasThreads):
+            await anyio.to_thread.run_sync(self.storage.stop)
 
-    async def new_file(self, *, filename: str, content_type: str,
+    async def new_file(self, *, filename: str, content_type: str, request: RequestContext | None,
                        expected_sha256: str | None = None) -> IncomingFile:
-        """Run pre-create (which may refuse, raising), then open a temporary blob."""
-        request = current_request()
+        """Run pre-create (which may refuse, raising), then open a temporary blob. `request`
+        labels its events and metrics, and its upload link limits the file."""
         upload = Upload(id=new_file_id(), protocol=request.protocol if request else OTHER,
                         filename=filename, content_type=content_type)
         if request is not None:
@@ -110,12 +140,12 @@ class UploadService:
         async def first_block(block: Block) -> None:
             await self.check_type(incoming, head_of(block))
 
-        sink = BlobSink(writer, max_size=max_size,
+        sink = BlobSink(writer, lane_threads=self.lane_threads, max_size=max_size,
                         block_size=self.settings.block_size,
                         on_block=functools.partial(self.events.received, upload),
                         on_first_block=first_block)
         incoming = IncomingFile(sink=sink, filename=filename, content_type=content_type,
-                                expected_sha256=expected_sha256, upload=upload,
+                                expected_sha256=expected_sha256, upload=upload, request=request,
                                 reservation=reservation, release_on_failure=reservation is not None)
         return incoming
 
@@ -141,13 +171,15 @@ class UploadService:
             return
         incoming.type_checked = True
         incoming.detected_type = await self.inspect(
-            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload)
+            head, filename=incoming.filename, content_type=incoming.content_type, upload=incoming.upload,
+            request=incoming.request)
 
-    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload) -> str | None:
+    async def inspect(self, head: bytes, *, filename: str, content_type: str, upload: Upload,
+                      request: RequestContext | None) -> str | None:
         """The media type of a file starting with `head`, recorded on its upload; raises
-        UnsupportedFileType when the server's content rules refuse it."""
+        UnsupportedFileType when the server's content rules (or `request`'s upload link)
+        refuse it."""
         detected = upload.detected_type = await detect_in_thread(head)
-        request = current_request()
         link_accept = request.link.accept if request is not None and request.link is not None else ()
         self.rules.check(filename=filename, declared=content_type, detected=detected, also_accept=link_accept)
         return detected
@@ -158,7 +190,7 @@ class UploadService:
         await self.check_type(incoming, b"")  # an empty file: no first block was seen
         incoming.upload.size = incoming.received.size
         incoming.upload.sha256 = incoming.received.sha256
-        request = current_request()
+        request = incoming.request
         if request is not None:
             request.files_received += 1
             request.link_bytes_spent += incoming.received.size
@@ -242,13 +274,13 @@ class UploadService:
                    link: str | None = None) -> list[StoredFile]:
         return await self.catalog.page(limit=limit, after=after, link=link)
 
-    async def delete(self, file_id: str) -> StoredFile:
-        """Row first, then bytes: a crash in between leaves only an invisible orphan blob."""
+    async def delete(self, file_id: str, *, request: RequestContext | None) -> StoredFile:
+        """Row first, then bytes: a crash in between leaves only an invisible orphan blob.
+        `request` labels the deleted event."""
         stored = await self.catalog.remove(file_id)
         if stored is None:
             raise NotFound(f"no stored file with id {file_id!r}")
         await anyio.to_thread.run_sync(self.storage.delete, stored.id)
-        request = current_request()
         self.events.deleted(Upload(
             id=stored.id, protocol=request.protocol if request else OTHER, filename=stored.filename,
             content_type=stored.content_type, client=request.client if request else None,

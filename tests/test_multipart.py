@@ -4,6 +4,8 @@ driven without HTTP so every chunking of a body can be tried quickly."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -57,7 +59,7 @@ def _chunks(chunks: Sequence[bytes]) -> RequestBody:
 
 async def receive(service: UploadService, chunks: Sequence[bytes],
                   content_type: str = CONTENT_TYPE) -> tuple[Form, list[StoredFile]]:
-    form = await receive_form(content_type, _chunks(chunks), service, service.settings)
+    form = await receive_form(content_type, _chunks(chunks), service, service.settings, request=None)
     return form, await service.commit(form.files)
 
 
@@ -294,14 +296,24 @@ async def test_an_empty_file_with_a_name_is_stored(service: UploadService, setti
 
 
 def test_garbage_collection_during_a_parse_is_not_charged_to_the_parse_budget() -> None:
-    from ingest.multipart.parser import _parse_cpu_time
+    from ingest.multipart.parser import _COLLECTOR_CLOCK, _parse_cpu_time
 
     objects = [[index] for index in range(1_000_000)]  # makes a full collection take a while
-    started_parse, started_thread = _parse_cpu_time(), time.thread_time()
-    gc.collect()
-    collection = time.thread_time() - started_thread
+    with _COLLECTOR_CLOCK:  # held by every parse, as receive_form does
+        started_parse, started_thread = _parse_cpu_time(), time.thread_time()
+        gc.collect()
+        collection = time.thread_time() - started_thread
     assert len(objects) and collection > 0.01
     assert _parse_cpu_time() - started_parse < collection / 4
+
+
+def test_the_collector_clock_is_a_gc_callback_only_while_a_parse_holds_it() -> None:
+    from ingest.multipart.parser import _COLLECTOR_CLOCK
+
+    assert _COLLECTOR_CLOCK not in gc.callbacks
+    with _COLLECTOR_CLOCK, _COLLECTOR_CLOCK:
+        assert gc.callbacks.count(_COLLECTOR_CLOCK) == 1
+    assert _COLLECTOR_CLOCK not in gc.callbacks
 
 
 @pytest.mark.parametrize("encoding", ["base64", "quoted-printable", "x-uuencode", "BASE64", ""])
@@ -322,3 +334,27 @@ async def test_identity_content_transfer_encodings_are_accepted(service: UploadS
                f"Content-Transfer-Encoding: {encoding}\r\n").encode()
     _, [stored] = await receive(service, [multipart_body([(headers, b"\x00\xffbytes")])])
     assert stored.sha256 == sha256(b"\x00\xffbytes")
+
+
+def test_the_form_parser_leaves_smart_open_transports_unloaded_without_refusing_other_threads() -> None:
+    """streaming-form-data's smart_open gets no boto3 or requests, yet a thread importing them
+    at the same time gets them, and the import system is left as it was found."""
+    probe = (
+        "import sys, threading\n"
+        "finders = list(sys.meta_path)\n"
+        "errors = []\n"
+        "def other():\n"
+        "    try:\n"
+        "        import requests\n"
+        "    except ImportError as error:\n"
+        "        errors.append(error)\n"
+        "thread = threading.Thread(target=other)\n"
+        "thread.start()\n"
+        "import ingest.multipart.formparser\n"
+        "thread.join()\n"
+        "import smart_open.s3\n"
+        "assert smart_open.s3.MISSING_DEPS and 'boto3' not in sys.modules, sorted(sys.modules)\n"
+        "assert not errors and 'requests' in sys.modules, errors\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from ingest.catalog.sqlite import SqliteCatalog
+from ingest.config import Settings
 from ingest.errors import InsufficientStorage
 from ingest.sink import BY_REFERENCE, BlobSink
+from ingest.storage.local import LocalStorage
+from ingest.uploads import UploadService
+
+
+@pytest.fixture
+def lane_threads() -> Iterator[ThreadPoolExecutor]:
+    threads = ThreadPoolExecutor(max_workers=4)
+    yield threads
+    threads.shutdown()
 
 
 class MemoryWriter:
@@ -27,10 +40,10 @@ class MemoryWriter:
 
 
 @pytest.mark.anyio
-async def test_sink_stores_and_hashes_large_and_small_chunks_in_order() -> None:
+async def test_sink_stores_and_hashes_large_and_small_chunks_in_order(lane_threads: ThreadPoolExecutor) -> None:
     chunks = [os.urandom(size) for size in (BY_REFERENCE, 10, 3, BY_REFERENCE * 5, 1, BY_REFERENCE - 1, 700_000)] * 3
     writer = MemoryWriter()
-    sink = BlobSink(writer, max_size=1 << 30, block_size=256 * 1024)
+    sink = BlobSink(writer, lane_threads=lane_threads, max_size=1 << 30, block_size=256 * 1024)
     for chunk in chunks:
         await sink.write(chunk)
     received = await sink.finish()
@@ -41,9 +54,9 @@ async def test_sink_stores_and_hashes_large_and_small_chunks_in_order() -> None:
 
 
 @pytest.mark.anyio
-async def test_sink_copies_a_mutable_buffer_its_caller_reuses() -> None:
+async def test_sink_copies_a_mutable_buffer_its_caller_reuses(lane_threads: ThreadPoolExecutor) -> None:
     writer = MemoryWriter()
-    sink = BlobSink(writer, max_size=1 << 30, block_size=4 * BY_REFERENCE)
+    sink = BlobSink(writer, lane_threads=lane_threads, max_size=1 << 30, block_size=4 * BY_REFERENCE)
     buffer = bytearray(2 * BY_REFERENCE)
     expected = bytearray()
     for fill in range(6):
@@ -73,9 +86,9 @@ class FailingWriter(MemoryWriter):
 
 
 @pytest.mark.anyio
-async def test_sink_reports_each_block_once_with_its_length() -> None:
+async def test_sink_reports_each_block_once_with_its_length(lane_threads: ThreadPoolExecutor) -> None:
     blocks: list[int] = []
-    sink = BlobSink(MemoryWriter(), max_size=1 << 30, block_size=4 * BY_REFERENCE,
+    sink = BlobSink(MemoryWriter(), lane_threads=lane_threads, max_size=1 << 30, block_size=4 * BY_REFERENCE,
                     on_block=blocks.append)
     for _ in range(9):
         await sink.write(os.urandom(BY_REFERENCE + 7))
@@ -85,9 +98,10 @@ async def test_sink_reports_each_block_once_with_its_length() -> None:
 
 
 @pytest.mark.anyio
-async def test_sink_turns_a_full_disk_into_insufficient_storage_and_aborts_cleanly() -> None:
+async def test_sink_turns_a_full_disk_into_insufficient_storage_and_aborts_cleanly(
+        lane_threads: ThreadPoolExecutor) -> None:
     writer = FailingWriter(room=3 * BY_REFERENCE)
-    sink = BlobSink(writer, max_size=1 << 30, block_size=BY_REFERENCE)
+    sink = BlobSink(writer, lane_threads=lane_threads, max_size=1 << 30, block_size=BY_REFERENCE)
     with pytest.raises(InsufficientStorage):
         for _ in range(16):
             await sink.write(os.urandom(BY_REFERENCE))
@@ -95,3 +109,25 @@ async def test_sink_turns_a_full_disk_into_insufficient_storage_and_aborts_clean
     await sink.abort()
     assert writer.aborted
     assert len(writer.written) <= 3 * BY_REFERENCE
+
+
+@pytest.mark.anyio
+async def test_the_upload_service_makes_the_lane_threads_when_it_starts_and_ends_them_when_it_stops(
+        settings: Settings) -> None:
+    storage = LocalStorage(settings.data_dir, fsync=False)
+    storage.prepare()
+    service = UploadService(settings.replace(max_concurrent_uploads=3), storage,
+                            SqliteCatalog(settings.catalog_path))
+    with pytest.raises(RuntimeError, match="start"):
+        _ = service.lane_threads
+    await service.start()
+    lane_threads = service.lane_threads
+    assert lane_threads._max_workers == 3  # one per upload received at once
+    incoming = await service.new_file(filename="a.bin", content_type="application/octet-stream", request=None)
+    await incoming.sink.write(os.urandom(BY_REFERENCE))
+    await service.commit([incoming])
+    await service.stop()
+    with pytest.raises(RuntimeError):
+        lane_threads.submit(print)  # shut down
+    with pytest.raises(RuntimeError, match="start"):
+        _ = service.lane_threads

@@ -6,23 +6,38 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ingest.errors import RangeNotSatisfiable
-from ingest.storage.base import RecordsDigest, Storage, StreamedBlobs
-from ingest.storage.s3 import MAX_PARTS, MIN_PART_SIZE, S3Storage, effective_part_size
+from ingest.storage.base import HasThreads, RecordsDigest, Storage, StreamedBlobs
+from ingest.storage.s3 import MAX_CONNECTIONS, MAX_PARTS, MIN_PART_SIZE, S3Storage, effective_part_size
 from tests.backends import Ceph, multipart_uploads, object_keys, object_sha256
 
 MiB = 1024 * 1024
 BLOB_ID = "0123456789abcdef0123456789abcdef"
 
 
+_started: list[S3Storage] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_storages() -> Iterator[None]:
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def storage_for(ceph: Ceph, bucket: str, *, part_size: int = MIN_PART_SIZE,
                 parts_in_flight: int = 2) -> S3Storage:
-    return S3Storage(ceph.client(), bucket, part_size=part_size, parts_in_flight=parts_in_flight,
-                     max_file_size=1024**3)
+    """A started storage (its part threads exist), stopped after the test."""
+    storage = S3Storage(ceph.client(), bucket, part_size=part_size, parts_in_flight=parts_in_flight,
+                        max_file_size=1024**3)
+    storage.start(writers=4)
+    _started.append(storage)
+    return storage
 
 
 def write_blob(storage: S3Storage, size: int) -> tuple[Any, str]:
@@ -120,6 +135,22 @@ def test_no_more_parts_than_parts_in_flight_are_sent_at_once(ceph: Ceph, bucket:
     writer.commit(BLOB_ID)
     assert most == 2
     assert object_sha256(ceph.client(), bucket, f"files/{BLOB_ID}") == sha
+
+
+def test_part_threads_are_made_by_start_sized_for_the_writers_and_ended_by_stop(ceph: Ceph, bucket: str) -> None:
+    storage = S3Storage(ceph.client(), bucket, part_size=MIN_PART_SIZE, parts_in_flight=2, max_file_size=1024**3)
+    assert isinstance(storage, HasThreads)
+    with pytest.raises(RuntimeError, match="start"):
+        _ = storage.part_threads
+    storage.start(writers=3)
+    threads = storage.part_threads
+    assert threads._max_workers == 6  # every part of 3 writers in flight at once
+    storage.stop()
+    with pytest.raises(RuntimeError):
+        threads.submit(print)  # shut down
+    storage.start(writers=1000)
+    assert storage.part_threads._max_workers == MAX_CONNECTIONS  # no more than the client's connections
+    storage.stop()
 
 
 def test_sweep_aborts_abandoned_multipart_uploads(ceph: Ceph, bucket: str) -> None:

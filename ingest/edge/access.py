@@ -8,7 +8,8 @@ grants `upload` only, within the link's limits (ingest/links/service.py).
 
 `Auth` resolves the request's principal, refuses what its scope does not allow (401 without
 a valid credential, 403 `forbidden` with one that lacks the scope) and puts the token name or
-link on the request context, where the upload service, events and the access log read them.
+link on the request context (in the scope), which the handlers hand to the upload service and
+the access log reads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ingest.edge.errors import error_response
 from ingest.errors import Forbidden, IngestError, LinkExpired, LinkRevoked, Unauthorized
 from ingest.models import Link, utc_now
-from ingest.observe.context import current_request
+from ingest.observe.context import RequestContext
 from ingest.web import browser
 
 log = logging.getLogger("ingest.auth")
@@ -132,7 +133,7 @@ class Auth:
     async def _admit(self, scope: Scope, needed: frozenset[str]) -> None:
         supplied = _credential(scope)
         token = self._token(supplied)
-        request = current_request()
+        request = RequestContext.of(scope)
         if token is not None:
             if request is not None:
                 request.token = token.name

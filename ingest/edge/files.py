@@ -22,6 +22,7 @@ from ingest.errors import InvalidRequest, LengthRequired, RequestTooLarge, Unsup
 from ingest.models import StoredFile, clean_filename, clean_media_type
 from ingest.multipart.framing import parse_part_headers
 from ingest.multipart.parser import receive_form
+from ingest.observe.context import RequestContext
 from ingest.raw import receive_raw
 from ingest.uploads import UploadService
 
@@ -55,7 +56,8 @@ async def create_uploads(request: Request) -> Response:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        form = await receive_form(content_type, request_body(request), service, settings)
+        form = await receive_form(content_type, request_body(request), service, settings,
+                                  request=RequestContext.of(request.scope))
         stored = await service.commit(form.files)
         return _created(request, stored, fields=form.fields)
     if media_type == "application/octet-stream":
@@ -77,7 +79,8 @@ async def _store_raw(request: Request, filename: str | None) -> Response:
     incoming = await receive_raw(
         request_body(request), service, filename=name,
         content_type=clean_media_type(request.headers.get("content-type"), name),
-        expected_sha256=sha256_from_content_digest(digest_header) if digest_header else None)
+        expected_sha256=sha256_from_content_digest(digest_header) if digest_header else None,
+        request=RequestContext.of(request.scope))
     stored = await service.commit([incoming])
     return _created(request, stored)
 
@@ -103,7 +106,7 @@ async def get_upload(request: Request) -> Response:
 
 async def delete_upload(request: Request) -> Response:
     service: UploadService = request.app.state.service
-    await service.delete(request.path_params["file_id"])
+    await service.delete(request.path_params["file_id"], request=RequestContext.of(request.scope))
     return Response(status_code=204)
 
 

@@ -13,7 +13,7 @@ from ingest.config import parse_size
 from ingest.errors import InvalidRequest, NotFound
 from ingest.links.service import Links, parse_duration
 from ingest.models import utc_now
-from ingest.observe.context import current_request
+from ingest.observe.context import RequestContext
 
 
 def routes() -> list[Route]:
@@ -99,7 +99,7 @@ async def revoke_link(request: Request) -> Response:
 
 async def current_link(request: Request) -> Response:
     """What the upload page shows a link's holder: label, expiry, what is left."""
-    context = current_request()
+    context = RequestContext.of(request.scope)
     if context is None or context.link is None:
         raise NotFound("this request carries no upload link")
     link = await _links(request).get(context.link.id)

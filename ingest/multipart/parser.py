@@ -36,6 +36,7 @@ from ingest.multipart.formparser import (
     parse_content_boundary,
 )
 from ingest.multipart.framing import MultipartFraming, PartHeaders, boundary_from_content_type
+from ingest.observe.context import RequestContext
 from ingest.sink import BlobSink
 from ingest.uploads import IncomingFile, UploadService
 
@@ -65,8 +66,9 @@ class _EmptyFileInput:
 class _FormReceiver:
     """Turns the parser's start/data/finish calls into files and fields."""
 
-    def __init__(self, service: UploadService, settings: Settings) -> None:
+    def __init__(self, service: UploadService, settings: Settings, request: RequestContext | None) -> None:
         self._service = service
+        self._request = request
         self._max_field_size = settings.max_field_size
         self.files: list[IncomingFile] = []
         self.file_field_names: list[str] = []
@@ -92,7 +94,7 @@ class _FormReceiver:
                     if headers.content_digest else None)
         incoming = await self._service.new_file(
             filename=filename, content_type=clean_media_type(headers.content_type, filename),
-            expected_sha256=expected)
+            request=self._request, expected_sha256=expected)
         self.files.append(incoming)
         self.file_field_names.append(headers.name)
         self._current = incoming
@@ -167,16 +169,33 @@ async def _replay(target: _EveryPart, receiver: _FormReceiver) -> None:
 
 
 class _CollectorClock:
-    """CPU time the garbage collector has spent in each thread (a `gc.callbacks` entry).
+    """CPU time the garbage collector has spent in each thread, while a parse is running.
 
     A collection runs inside whatever allocation triggers it, so a full one (which takes
     hundreds of ms in a process holding many objects) can land inside a tiny parse; its time
-    is not the request's doing and is left out of the parse budget.
+    is not the request's doing and is left out of the parse budget. The clock is a
+    `gc.callbacks` entry only while at least one parse holds it (`with _COLLECTOR_CLOCK:`),
+    so importing ingest changes nothing in the collector and an idle server pays nothing.
     """
 
     def __init__(self) -> None:
         self._spent: dict[int, float] = {}
         self._started: dict[int, float] = {}
+        self._holders = 0
+        self._lock = threading.Lock()  # event loops may run in several threads
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._holders += 1
+            if self._holders == 1:
+                gc.callbacks.append(self)
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                gc.callbacks.remove(self)
+                self._started.clear()
 
     def __call__(self, phase: str, _info: dict[str, int]) -> None:
         thread = threading.get_ident()
@@ -187,16 +206,16 @@ class _CollectorClock:
                                    + time.thread_time() - self._started.pop(thread))
 
     def spent(self) -> float:
-        """Collector CPU seconds in the calling thread so far."""
+        """Collector CPU seconds in the calling thread so far (while the clock was held)."""
         return self._spent.get(threading.get_ident(), 0.0)
 
 
 _COLLECTOR_CLOCK = _CollectorClock()
-gc.callbacks.append(_COLLECTOR_CLOCK)
 
 
 def _parse_cpu_time() -> float:
-    """This thread's CPU seconds, less those the garbage collector took."""
+    """This thread's CPU seconds, less those the garbage collector took (with the
+    collector clock held)."""
     return time.thread_time() - _COLLECTOR_CLOCK.spent()
 
 
@@ -228,8 +247,9 @@ class ParseBudget:
 
 
 async def receive_form(content_type: str, body: RequestBody, service: UploadService,
-                       settings: Settings) -> Form:
+                       settings: Settings, *, request: RequestContext | None) -> Form:
     """Stream a multipart body into sinks. On any failure every temp file is discarded.
+    `request` is the context the files are received in (ingest/observe/context.py).
 
     Almost every chunk takes the fast path: once the parser has handed out every body byte
     it was given (it holds nothing back), a chunk the framing guard finds to be wholly inside
@@ -242,7 +262,7 @@ async def receive_form(content_type: str, body: RequestBody, service: UploadServ
     boundary = boundary_from_content_type(content_type)
     framing = MultipartFraming(boundary, max_header_size=settings.max_part_header_size,
                                max_parts=settings.max_parts)
-    receiver = _FormReceiver(service, settings)
+    receiver = _FormReceiver(service, settings, request)
     target = _EveryPart()
     budget = ParseBudget(min_rate=settings.multipart_min_parse_rate,
                          grace_seconds=settings.multipart_parse_grace_ms / 1000)
@@ -251,47 +271,48 @@ async def receive_form(content_type: str, body: RequestBody, service: UploadServ
     in_step = False  # the parser holds none of the body bytes it was given
     unparsed = 0  # bytes that took the fast path since the last parsed chunk
     read = body.read
-    try:
-        while chunk := await read():
-            if in_step and framing.passthrough(chunk):
-                unparsed += len(chunk)
-                sink = receiver.current_sink
-                if sink is None:
-                    await receiver.data(chunk)  # a text field: bounded by max_field_size
-                elif sink.add(chunk):
-                    await sink.flush()
-                continue
-            if framing.complete:
-                continue  # the epilogue: read (so the connection stays usable) and dropped
-            segments = framing.feed(chunk)
-            spent = 0.0  # CPU time of framing and parsing only; the awaits below are not ours
-            while True:
-                started = _parse_cpu_time()
-                segment = next(segments, None)
-                if segment is not None:
-                    receiver.announced = segment.headers
-                    _feed(parser, segment.data)
-                spent += _parse_cpu_time() - started
-                if segment is None:
-                    break
-                await _replay(target, receiver)
-                if receiver.announced is not None:
-                    raise MalformedMultipart("a part's headers were not recognised")
-            # Bytes of the fast path count toward the rate at no CPU: two searches at C speed.
-            budget.charge(spent, len(chunk) + unparsed)
-            unparsed = 0
-            in_step = target.body_bytes == framing.body_bytes
-            if spent > YIELD_AFTER_SECONDS:
-                # A costly chunk: let other requests run before the next one is parsed.
-                await anyio.lowlevel.checkpoint()
-        if not framing.complete:
-            raise MalformedMultipart("body ended before the closing boundary")
-        if receiver.open_parts:
-            raise MalformedMultipart("a part was not closed by its boundary")
-        return _assemble(receiver)
-    except BaseException:
-        await service.discard(receiver.files)
-        raise
+    with _COLLECTOR_CLOCK:  # garbage collection during the parse is not charged to it
+        try:
+            while chunk := await read():
+                if in_step and framing.passthrough(chunk):
+                    unparsed += len(chunk)
+                    sink = receiver.current_sink
+                    if sink is None:
+                        await receiver.data(chunk)  # a text field: bounded by max_field_size
+                    elif sink.add(chunk):
+                        await sink.flush()
+                    continue
+                if framing.complete:
+                    continue  # the epilogue: read (so the connection stays usable) and dropped
+                segments = framing.feed(chunk)
+                spent = 0.0  # CPU time of framing and parsing only; the awaits below are not ours
+                while True:
+                    started = _parse_cpu_time()
+                    segment = next(segments, None)
+                    if segment is not None:
+                        receiver.announced = segment.headers
+                        _feed(parser, segment.data)
+                    spent += _parse_cpu_time() - started
+                    if segment is None:
+                        break
+                    await _replay(target, receiver)
+                    if receiver.announced is not None:
+                        raise MalformedMultipart("a part's headers were not recognised")
+                # Bytes of the fast path count toward the rate at no CPU: two searches at C speed.
+                budget.charge(spent, len(chunk) + unparsed)
+                unparsed = 0
+                in_step = target.body_bytes == framing.body_bytes
+                if spent > YIELD_AFTER_SECONDS:
+                    # A costly chunk: let other requests run before the next one is parsed.
+                    await anyio.lowlevel.checkpoint()
+            if not framing.complete:
+                raise MalformedMultipart("body ended before the closing boundary")
+            if receiver.open_parts:
+                raise MalformedMultipart("a part was not closed by its boundary")
+            return _assemble(receiver)
+        except BaseException:
+            await service.discard(receiver.files)
+            raise
 
 
 def _parser_for(boundary: bytes) -> StreamingFormDataParser:

@@ -1,4 +1,4 @@
-"""One log line per request, and the request context the upload service reads.
+"""One log line per request, and the request context the upload service is handed.
 
 The line holds a request id (the client's `X-Request-Id` when it is a short token, else a new
 one, echoed in the answer), the client address (after uvicorn's trusted-proxy handling), the
@@ -22,12 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.edge.body import RequestBody
 from ingest.edge.paths import protocol_of
-from ingest.observe.context import (
-    RequestContext,
-    new_request_id,
-    reset_current_request,
-    set_current_request,
-)
+from ingest.observe.context import RequestContext, new_request_id
 
 access_log = logging.getLogger("ingest.access")
 
@@ -79,11 +74,10 @@ class AccessLog:
                     error_body.extend(body[:MAX_ERROR_BODY])
             await send(message)
 
-        token = set_current_request(context)
+        context.keep_in(scope)  # the one context of the request, for auth and the handlers
         try:
             await self.app(scope, body.receive, counting_send)
         finally:
-            reset_current_request(token)
             outcome = "disconnected" if status is None else "ok" if status < 400 else "error"
             error = _error_code(bytes(error_body)) if outcome == "error" else None
             if self.requests is not None:

@@ -1,20 +1,22 @@
 """What the upload service may know about the HTTP request it is serving, without HTTP.
 
-The access-log middleware (`accesslog.py`) builds one `RequestContext` per request and sets it
-in a context variable for the duration of the request; the upload service reads it to label
-metrics and events (protocol, client address) and to count finished files for live progress.
-Context variables follow the request's task through every `await`, so the protocol modules
-need not pass it along. Code outside a request (the CLI, tests of the service) sees None.
+The access-log middleware (`accesslog.py`) builds one `RequestContext` per request and keeps
+it in the ASGI scope (`RequestContext.of(scope)`); auth fills in who is asking. The HTTP
+handlers hand it to the upload service, which labels metrics and events with it (protocol,
+client address), applies the request's upload link, and counts finished files on it for live
+progress. Code outside a request (the CLI, start-up recovery, sweeps, tests of the service)
+passes None.
 """
 
 from __future__ import annotations
 
-import contextvars
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from starlette.types import Scope
+
     from ingest.models import Link
 
 @dataclass
@@ -33,21 +35,19 @@ class RequestContext:
     link_bytes_reserved: int | None = None
     link_bytes_spent: int = 0
 
+    def keep_in(self, scope: Scope) -> None:
+        """Make this the context of the request `scope` belongs to (the access log does)."""
+        scope[SCOPE_KEY] = self
 
-_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "ingest_request", default=None)
+    @staticmethod
+    def of(scope: Scope) -> RequestContext | None:
+        """The request's context; None where no access log runs (an app without it)."""
+        context = scope.get(SCOPE_KEY)
+        assert context is None or isinstance(context, RequestContext)
+        return context
 
 
-def current_request() -> RequestContext | None:
-    return _current.get()
-
-
-def set_current_request(context: RequestContext | None) -> contextvars.Token[RequestContext | None]:
-    return _current.set(context)
-
-
-def reset_current_request(token: contextvars.Token[RequestContext | None]) -> None:
-    _current.reset(token)
+SCOPE_KEY = "ingest.observe.context"
 
 
 def new_request_id() -> str:

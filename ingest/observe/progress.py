@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ingest.edge.body import RequestBody
 from ingest.edge.errors import error_response
 from ingest.errors import ClientDisconnected, InvalidRequest, NotFound
-from ingest.observe.context import RequestContext, current_request
+from ingest.observe.context import RequestContext
 
 PUBLISH_INTERVAL = 0.1      # seconds between progress events of one stream
 WAIT_FOR_UPLOAD = 60.0      # seconds a stream waits for an upload that has not started
@@ -153,7 +153,7 @@ class ProgressMiddleware:
         except InvalidRequest as error:
             await error_response(error)(scope, receive, send)
             return
-        channel.request = current_request()
+        channel.request = RequestContext.of(scope)
         channel.expected = _content_length(scope)
         channel.body = RequestBody.of(scope, receive)
         status = 500

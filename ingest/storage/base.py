@@ -61,6 +61,17 @@ class Storage(Protocol):
 
 
 @runtime_checkable
+class HasThreads(Protocol):
+    """Optional capability: a backend with worker threads of its own (S3 part uploads), made
+    by `start` when the upload service starts and ended by `stop` when it stops; `writers` is
+    how many blobs may be written at once, which the backend sizes its threads for."""
+
+    def start(self, *, writers: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
 class LocalFiles(Protocol):
     """Optional capability: committed blobs are local files, so downloads can use sendfile."""
 

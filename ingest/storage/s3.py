@@ -1,11 +1,11 @@
 """S3-compatible object storage (AWS S3, Ceph RGW, MinIO) with boto3, called from worker threads.
 
 A blob streams into an S3 multipart upload under `incoming/<token>` as it arrives: blocks are
-gathered into parts of `part_size`, and each full part is sent by a shared thread pool while
-the next one fills. At most `parts_in_flight` parts of one writer are being sent; past that,
-`write` blocks its worker thread, the sink's lane fills, and the client is pushed back — so
-memory per upload stays <= part_size x (parts_in_flight + 1), whatever the file size.
-Nothing touches local disk.
+gathered into parts of `part_size`, and each full part is sent by the storage's part threads
+(made by `start` and ended by `stop`, with the upload service) while the next one fills. At
+most `parts_in_flight` parts of one writer are being sent; past that, `write` blocks its
+worker thread, the sink's lane fills, and the client is pushed back — so memory per upload
+stays <= part_size x (parts_in_flight + 1), whatever the file size. Nothing touches local disk.
 
 An in-progress multipart upload is invisible to readers, like a temp file. `commit` completes
 it and copies the object to `files/<blob_id>` with its SHA-256 as metadata (S3 has no rename,
@@ -52,8 +52,7 @@ SHA256_METADATA = "sha256"  # sent as x-amz-meta-sha256
 INCOMING = "incoming/"
 FILES = "files/"
 
-# Shared by all writers; each writer is limited to its own parts_in_flight by a semaphore.
-_part_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ingest-s3")
+MAX_CONNECTIONS = 64  # the client's connection pool: more part threads would wait for one
 
 # Ceph and other non-AWS stores do not accept the flexible checksums botocore sends by
 # default since 1.36; the payload is not hashed a second time for the signature either
@@ -63,7 +62,7 @@ _CLIENT_CONFIG = Config(
     signature_version="s3v4",
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
-    max_pool_connections=64,
+    max_pool_connections=MAX_CONNECTIONS,
     retries={"max_attempts": 5, "mode": "standard"},
 )
 
@@ -90,6 +89,27 @@ class S3Storage:
         self.bucket = bucket
         self.part_size = effective_part_size(part_size, max_file_size)
         self.parts_in_flight = max(1, parts_in_flight)
+        # Shared by all writers; each writer is limited to its own parts_in_flight by a semaphore.
+        self._part_threads: ThreadPoolExecutor | None = None
+
+    def start(self, *, writers: int) -> None:
+        """Make the part threads: enough for `writers` blobs with all their parts in flight,
+        up to the client's connections."""
+        self._part_threads = ThreadPoolExecutor(
+            max_workers=max(1, min(writers * self.parts_in_flight, MAX_CONNECTIONS)),
+            thread_name_prefix="ingest-s3")
+
+    def stop(self) -> None:
+        """End the part threads, once no writer is sending (after the last request)."""
+        threads, self._part_threads = self._part_threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
+
+    @property
+    def part_threads(self) -> ThreadPoolExecutor:
+        if self._part_threads is None:
+            raise RuntimeError("S3Storage.start() was not called: no threads to send parts")
+        return self._part_threads
 
     def create(self) -> S3BlobWriter:
         key = f"{INCOMING}{time.time_ns()}-{secrets.token_hex(8)}"
@@ -182,7 +202,7 @@ class S3Storage:
 
 class S3BlobWriter:
     """One blob on its way into S3. `write`, `commit` and `abort` are called from worker
-    threads, one at a time; part uploads run on the shared part pool."""
+    threads, one at a time; part uploads run on the storage's part threads."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self._storage = storage
@@ -227,7 +247,7 @@ class S3BlobWriter:
         self._slots.acquire()
         self._parts_sent += 1
         try:
-            future = _part_threads.submit(self._upload_part, self._parts_sent, part)
+            future = self._storage.part_threads.submit(self._upload_part, self._parts_sent, part)
         except BaseException:
             self._slots.release()
             raise

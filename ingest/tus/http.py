@@ -22,6 +22,7 @@ from ingest.errors import (
     UnsupportedMediaType,
     UnsupportedTusVersion,
 )
+from ingest.observe.context import RequestContext
 from ingest.tus.headers import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -69,12 +70,12 @@ async def resource(request: Request) -> Response:
     tus: TusService = request.app.state.tus
     upload_id = request.path_params["upload_id"]
     if request.method == "HEAD":
-        upload = await tus.info(upload_id)
+        upload = await tus.info(upload_id, request=_context(request))
         headers = _state_headers(request, upload)
         headers["cache-control"] = "no-store"
         return Response(status_code=200, headers=headers)
     if request.method == "DELETE":
-        await tus.terminate(upload_id)
+        await tus.terminate(upload_id, request=_context(request))
         return Response(status_code=204)
     return await _patch(request, tus, upload_id)
 
@@ -95,7 +96,7 @@ async def _create(request: Request) -> Response:
     if concat is not None and concat[0] == "final":
         if length is not None:
             raise InvalidRequest("a final upload takes no Upload-Length: it is the sum of its parts")
-        upload = await tus.concatenate(concat[1], metadata)
+        upload = await tus.concatenate(concat[1], metadata, request=_context(request))
         return _created(request, upload)
     defer = request.headers.get("upload-defer-length")
     if defer is not None and defer != "1":
@@ -105,10 +106,12 @@ async def _create(request: Request) -> Response:
     with_upload = _media_type(request) == OFFSET_CONTENT_TYPE  # creation-with-upload
     # Every header is checked before the upload exists: a refused request leaves nothing.
     checksum = parse_checksum(request.headers.get("upload-checksum")) if with_upload else None
-    upload = await tus.create(length=length, metadata=metadata, partial=concat is not None)
+    upload = await tus.create(length=length, metadata=metadata, request=_context(request),
+                              partial=concat is not None)
     if with_upload:
         try:
-            upload = await tus.write(upload.upload_id, offset=0, body=_body(request), checksum=checksum)
+            upload = await tus.write(upload.upload_id, offset=0, body=_body(request),
+                                     request=_context(request), checksum=checksum)
         except IngestError as error:
             # The upload exists whatever happened to its first bytes: say where, so the
             # client can resume there instead of starting over.
@@ -130,7 +133,7 @@ async def _patch(request: Request, tus: TusService, upload_id: str) -> Response:
     if offset is None:
         raise InvalidRequest("Upload-Offset is required")
     upload = await tus.write(
-        upload_id, offset=offset, body=_body(request),
+        upload_id, offset=offset, body=_body(request), request=_context(request),
         checksum=parse_checksum(request.headers.get("upload-checksum")),
         length=parse_length(request.headers.get("upload-length"), "Upload-Length"))
     return Response(status_code=204, headers=_state_headers(request, upload, full=False))
@@ -168,6 +171,10 @@ def _media_type(request: Request) -> str:
 
 def _body(request: Request) -> RequestBody:
     return RequestBody.of(request.scope, request.receive)
+
+
+def _context(request: Request) -> RequestContext | None:
+    return RequestContext.of(request.scope)
 
 
 class TusHeaders:

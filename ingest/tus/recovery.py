@@ -46,7 +46,7 @@ async def recover(tus: TusService) -> None:
                 elif upload.expires_at <= now:
                     continue  # the expiry sweep removes it
                 elif upload.complete and upload.concat is None:
-                    await tus.commit(upload)
+                    await tus.commit(upload, request=None)
                     finished += 1
                 else:
                     cut += await anyio.to_thread.run_sync(tidy_unless_busy, storage, upload_id)

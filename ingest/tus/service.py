@@ -1,13 +1,16 @@
-"""The tus upload service: partial uploads in resumable storage, finished ones committed
-through `UploadService` like any other file (atomic, SHA-256 recorded, catalog row).
+"""The tus upload service: create, append and commit. Partial uploads live in resumable
+storage; finished ones are committed through `UploadService` like any other file (atomic,
+SHA-256 recorded, catalog row).
 
 Protocol details (headers, statuses) live in `headers.py` and `http.py`; this module speaks
-in upload ids, offsets and byte streams.
+in upload ids, offsets and byte streams. Beside it: the upload's state record (`upload.py`),
+its events (`tracking.py`), its running SHA-256 (`prefix_hashes.py`), the expiry sweep
+(`expiry.py`) and start-up recovery (`recovery.py`).
 
 Crashes (README "Crashes"): the stored file of an upload has the upload's id, so a commit cut
 anywhere is finished from storage alone — an existing blob is adopted, an existing row only
-marks the upload done — at start-up (ingest/tus/recovery.py) or by the next HEAD or PATCH. A checksummed
-PATCH records in the state, before its first byte, the offset it started from
+marks the upload done — at start-up (ingest/tus/recovery.py) or by the next HEAD or PATCH. A
+checksummed PATCH records in the state, before its first byte, the offset it started from
 (`unverified_from`); until the state says it was verified, that offset is the upload's, and
 the next writer cuts the bytes beyond it off.
 """
@@ -20,7 +23,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
@@ -30,7 +32,6 @@ from ingest import crashpoints
 from ingest.config import Settings
 from ingest.content_rules import head_of
 from ingest.edge.body import RequestBody
-from ingest.edge.paths import TUS
 from ingest.errors import (
     ChecksumMismatch,
     FileTooLarge,
@@ -48,62 +49,24 @@ from ingest.errors import (
     UploadNotPatchable,
     UploadSuperseded,
 )
-from ingest.models import Link, clean_filename, clean_media_type, utc_now
-from ingest.observe.context import current_request
-from ingest.observe.events import HookRejected, Upload
+from ingest.models import Link, utc_now
+from ingest.observe.context import RequestContext
+from ingest.observe.events import HookRejected
 from ingest.sink import BlobSink, Block, Received
 from ingest.storage.base import PartialBusy, PartialWriter, ResumableStorage
-from ingest.tus.hash_state import UploadHash
+from ingest.tus.expiry import sweep_expired
 from ingest.tus.headers import CHECKSUM_ALGORITHMS
 from ingest.tus.locks import RemoteHandOver, UploadLocks
+from ingest.tus.prefix_hashes import PrefixHashes
+from ingest.tus.tracking import TrackedUploads
+from ingest.tus.upload import TusUpload, extra_metadata, name_and_type
 from ingest.uploads import IncomingFile, UploadService
+
+__all__ = ["TusService", "TusUpload"]
 
 log = logging.getLogger("ingest.tus")
 
 HANDOVER_WAIT_SECONDS = 10.0  # how long a PATCH waits for another node to hand an upload over
-NAME_KEYS = ("filename", "name")  # tus-js-client sends filename/filetype, Uppy also name/type
-TYPE_KEYS = ("filetype", "type")
-
-
-@dataclass
-class TusUpload:
-    upload_id: str
-    length: int | None
-    metadata: dict[str, str]
-    created_at: float
-    expires_at: float
-    concat: str | None = None  # "partial" or "final"
-    parts: list[str] = field(default_factory=list)
-    file_id: str | None = None  # the stored file, once committed
-    # The running SHA-256 of the first `sha256_offset` bytes, saved (hash_state.py) so that any
-    # process can continue it; None where it cannot be saved.
-    sha256_state: str | None = None
-    sha256_offset: int = -1
-    detected_type: str | None = None  # from the first bytes (ingest/content_rules.py)
-    type_checked: bool = False
-    link: str | None = None  # the upload link it was created with, or the token's name
-    token: str | None = None
-    reserved: int | None = None  # bytes its link reservation holds, when the link has a size limit
-    # Where a checksummed PATCH started while it is unverified: bytes beyond do not count.
-    unverified_from: int | None = None
-    offset: int = 0  # not persisted: the storage knows how many bytes it holds
-
-    @property
-    def complete(self) -> bool:
-        return self.file_id is not None or (self.length is not None and self.offset == self.length)
-
-    def state(self) -> dict[str, Any]:
-        state = asdict(self)
-        del state["upload_id"], state["offset"]
-        return state
-
-    @classmethod
-    def from_state(cls, upload_id: str, state: dict[str, Any], offset: int) -> TusUpload:
-        upload = cls(upload_id=upload_id, **state)
-        if upload.unverified_from is not None:
-            offset = min(offset, upload.unverified_from)
-        upload.offset = upload.length if upload.file_id is not None and upload.length else offset
-        return upload
 
 
 class TusService:
@@ -115,33 +78,29 @@ class TusService:
         self.clock = clock
         self.locks = UploadLocks()
         self.handover: RemoteHandOver | None = None  # set when nodes share a PostgreSQL catalog
-        # Each unfinished upload as events and metrics see it (ingest/observe/events.py), while this
-        # process lives; rebuilt, uncounted, from the stored state after a restart.
-        self._events: dict[str, Upload] = {}
-        # SHA-256 of each upload's stored prefix, keyed by its length, while this process lives;
-        # after a restart (or a PATCH served by another worker) it is rebuilt from the bytes.
-        self._hashers: dict[str, tuple[int, UploadHash]] = {}
+        self.tracked = TrackedUploads(uploads.events)  # each unfinished upload's events
+        self.hashes = PrefixHashes(storage, block_size=settings.block_size)
 
     # --- creation ---------------------------------------------------------------------------
 
-    async def create(self, *, length: int | None, metadata: dict[str, str],
+    async def create(self, *, length: int | None, metadata: dict[str, str], request: RequestContext | None,
                      partial: bool = False) -> TusUpload:
+        """A new upload; `request` (its token, its upload link) becomes its owner."""
         if length is not None and length > self.settings.max_file_size:
             raise FileTooLarge(f"Upload-Length {length} exceeds the limit of "
                                f"{self.settings.max_file_size} bytes")
         if not partial:
-            _name_and_type(metadata, "x")  # refuse a bad filename now, not after the upload
+            name_and_type(metadata, "x")  # refuse a bad filename now, not after the upload
         now = self.clock()
         upload = TusUpload(upload_id=uuid.uuid4().hex, length=length, metadata=metadata,
                            created_at=now, expires_at=now + self.settings.tus_expiry,
                            concat="partial" if partial else None)
-        request = current_request()
         if request is not None:
             upload.token = request.token
             if request.link is not None:
                 await self._reserve(upload, request.link)
         try:
-            return await self._create(upload, length, partial)
+            return await self._create(upload, length, partial, request)
         except BaseException:
             if upload.link is not None:
                 with anyio.CancelScope(shield=True):
@@ -158,32 +117,34 @@ class TusService:
         upload.link = link.id
         upload.reserved = granted if link.max_size is not None else None
 
-    async def _create(self, upload: TusUpload, length: int | None, partial: bool) -> TusUpload:
+    async def _create(self, upload: TusUpload, length: int | None, partial: bool,
+                      request: RequestContext | None) -> TusUpload:
         if not partial:
             # pre-create may refuse (HookRejected) before anything exists; partial uploads
             # have no events of their own: the final upload that concatenates them has.
-            event = self._event_of(upload, register=False)
+            event = self.tracked.event_of(upload, request, register=False)
             await self.uploads.events.create(event)
-            self._events[upload.upload_id] = event
+            self.tracked.track(upload.upload_id, event)
         try:
             await anyio.to_thread.run_sync(self.storage.create_partial, upload.upload_id, upload.state())
         except BaseException as error:
-            self._end_event(upload.upload_id, error)
+            self.tracked.end(upload.upload_id, error)
             raise
         if length == 0 and not partial:
             async with self.locks.hold(upload.upload_id):
                 try:
-                    await self.commit(upload)
+                    await self.commit(upload, request)
                 except UnsupportedFileType as error:
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
-                    await self._release(upload.upload_id, upload.state())
-                    self._end_event(upload.upload_id, error)
+                    await self.release_link(upload.upload_id, upload.state())
+                    self.tracked.end(upload.upload_id, error)
                     raise
         return upload
 
-    async def concatenate(self, part_ids: list[str], metadata: dict[str, str]) -> TusUpload:
+    async def concatenate(self, part_ids: list[str], metadata: dict[str, str], *,
+                          request: RequestContext | None) -> TusUpload:
         """Creation of a final upload: the complete partial uploads, in order, as one file."""
-        filename, content_type = _name_and_type(metadata, "upload")
+        filename, content_type = name_and_type(metadata, "upload")
         if len(set(part_ids)) < len(part_ids):
             # Refused rather than read twice: the parts are deleted once concatenated, and a
             # second hold of a lock this request already holds would wait for itself forever.
@@ -200,8 +161,9 @@ class TusService:
             if total > self.settings.max_file_size:
                 raise FileTooLarge(f"the concatenation of {total} bytes exceeds the limit of "
                                    f"{self.settings.max_file_size} bytes")
-            incoming = await self.uploads.new_file(filename=filename, content_type=content_type)
-            incoming.metadata = _extra_metadata(metadata)
+            incoming = await self.uploads.new_file(filename=filename, content_type=content_type,
+                                                   request=request)
+            incoming.metadata = extra_metadata(metadata)
             try:
                 for part in parts:
                     blocks = self.storage.read_partial(part.upload_id, end=part.offset,
@@ -227,15 +189,15 @@ class TusService:
 
     # --- reading state ----------------------------------------------------------------------
 
-    async def info(self, upload_id: str) -> TusUpload:
+    async def info(self, upload_id: str, *, request: RequestContext | None) -> TusUpload:
         """The upload's state. Like tusd, taking the lock asks a running PATCH to stop and save,
         so a client resuming after a dropped connection learns the true offset at once."""
         async with self.locks.hold(upload_id):
             if self.handover is not None:  # the same across nodes
                 await self.handover.settle(upload_id, wait_seconds=HANDOVER_WAIT_SECONDS)
             upload = await self._load(upload_id)
-            _check_owner(upload.link)
-            await self._commit_if_whole(upload)
+            _check_owner(upload.link, request)
+            await self._commit_if_whole(upload, request)
             return upload
 
     async def _load(self, upload_id: str) -> TusUpload:
@@ -251,10 +213,11 @@ class TusService:
     # --- writing ----------------------------------------------------------------------------
 
     async def write(self, upload_id: str, *, offset: int, body: RequestBody,
-                    checksum: tuple[str, bytes] | None = None, length: int | None = None) -> TusUpload:
+                    request: RequestContext | None, checksum: tuple[str, bytes] | None = None,
+                    length: int | None = None) -> TusUpload:
         async with self.locks.hold(upload_id) as holder:
             upload = await self._load(upload_id)
-            _check_owner(upload.link)
+            _check_owner(upload.link, request)
             if upload.concat == "final":
                 raise UploadNotPatchable("a final (concatenated) upload takes no PATCH")
             if length is not None and length != upload.length:
@@ -265,7 +228,7 @@ class TusService:
             failure: IngestError | None = None
             try:
                 if upload.file_id is None and not upload.complete:
-                    await self._append(upload, holder.body_scope, body, checksum)
+                    await self._append(upload, holder.body_scope, body, checksum, request)
                 else:
                     if await body.read():
                         raise UploadLengthExceeded("the upload is complete; it takes no more bytes")
@@ -275,23 +238,24 @@ class TusService:
                 # Refused at its first bytes: the upload is terminated, nothing of it kept.
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
-                    await self._release(upload.upload_id, upload.state())
-                self._hashers.pop(upload_id, None)
-                self._end_event(upload_id, failure)
+                    await self.release_link(upload.upload_id, upload.state())
+                self.hashes.forget(upload_id)
+                self.tracked.end(upload_id, failure)
                 raise failure
-            await self._commit_if_whole(upload)
+            await self._commit_if_whole(upload, request)
             if failure is not None:
                 raise failure
             if holder.superseded:
                 raise UploadSuperseded("a newer request for this upload took over")
             return upload
 
-    async def _check_type(self, upload: TusUpload, head: bytes) -> None:
+    async def _check_type(self, upload: TusUpload, head: bytes, request: RequestContext | None) -> None:
         """The first bytes of the upload have arrived: detect and apply the content rules."""
-        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        filename, content_type = name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         upload.type_checked = True
         upload.detected_type = await self.uploads.inspect(
-            head, filename=filename, content_type=content_type, upload=self._event_of(upload))
+            head, filename=filename, content_type=content_type, upload=self.tracked.event_of(upload, request),
+            request=request)
 
     async def _declare_length(self, upload: TusUpload, length: int) -> None:
         """creation-defer-length: the first PATCH that knows the length says it, once."""
@@ -309,7 +273,8 @@ class TusService:
         await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id, upload.state())
 
     async def _append(self, upload: TusUpload, body_scope: anyio.CancelScope,
-                      body: RequestBody, checksum: tuple[str, bytes] | None) -> None:
+                      body: RequestBody, checksum: tuple[str, bytes] | None,
+                      request: RequestContext | None) -> None:
         writer = await self._open_session(upload.upload_id)
         settled = False  # the state was saved while the session was held
         try:
@@ -325,19 +290,20 @@ class TusService:
                 await anyio.to_thread.run_sync(self.storage.save_partial_state, upload.upload_id,
                                                upload.state())
             # Partial uploads are hashed when concatenated, not here.
-            upload_hash = await self._upload_hash(upload) if upload.concat is None else None
+            upload_hash = await self.hashes.take(upload) if upload.concat is None else None
             before = upload_hash.copy() if upload_hash is not None and checksum else None
             chunk_hash = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
             room = (upload.length if upload.length is not None else self.settings.max_file_size) - upload.offset
             if upload.reserved is not None:  # a deferred length within its link's reservation
                 room = min(room, upload.reserved - upload.offset)
-            event = self._event_of(upload) if upload.concat is None else None
+            event = self.tracked.event_of(upload, request) if upload.concat is None else None
             check_type = None
             if not upload.type_checked and upload.concat is None:
                 async def check_type(block: Block) -> None:
                     # The upload's first bytes, before any is kept: 415 refuses it here.
-                    await self._check_type(upload, head_of(block))
-            sink = BlobSink(writer, max_size=room, block_size=self.settings.block_size,
+                    await self._check_type(upload, head_of(block), request)
+            sink = BlobSink(writer, lane_threads=self.uploads.lane_threads, max_size=room,
+                            block_size=self.settings.block_size,
                             on_block=functools.partial(self.uploads.events.received, event) if event else None,
                             on_first_block=check_type,
                             hashes=[h for h in (upload_hash, chunk_hash) if h is not None],
@@ -369,11 +335,11 @@ class TusService:
                 if keep:
                     upload.offset = writer.offset + sink.size
                     if upload_hash is not None:
-                        self._keep_hash(upload, upload_hash)
+                        self.hashes.keep(upload, upload_hash)
                 else:
                     await anyio.to_thread.run_sync(writer.rollback)
                     if before is not None:
-                        self._keep_hash(upload, before)
+                        self.hashes.keep(upload, before)
                 if upload.unverified_from is not None:
                     # Cleared while the session is held: a writer in another process must
                     # never find a verified chunk still marked and cut it off.
@@ -382,7 +348,7 @@ class TusService:
                     await self._save_after_patch(upload)
                     settled = True
         except BaseException:
-            self._hashers.pop(upload.upload_id, None)  # state unknown: rebuild from disk later
+            self.hashes.forget(upload.upload_id)  # state unknown: rebuild from disk later
             upload.sha256_state, upload.sha256_offset = None, -1
             raise
         finally:
@@ -433,45 +399,20 @@ class TusService:
                 asked = True
             await anyio.sleep(0.1)
 
-    def _keep_hash(self, upload: TusUpload, upload_hash: UploadHash) -> None:
-        """Remember the hash of the upload's `offset` bytes here, and in its saved state."""
-        self._hashers[upload.upload_id] = (upload.offset, upload_hash)
-        upload.sha256_state, upload.sha256_offset = upload_hash.saved(), upload.offset
-
-    async def _upload_hash(self, upload: TusUpload) -> UploadHash:
-        """The running SHA-256 of the stored bytes: this process's own, else the one saved
-        with the upload's state, else rebuilt from storage on a worker thread (a state saved
-        by another version, or an upload whose bytes outran its saved state in a crash)."""
-        cached = self._hashers.pop(upload.upload_id, None)
-        if cached is not None and cached[0] == upload.offset:
-            return cached[1]
-        if upload.sha256_offset == upload.offset:
-            restored = UploadHash.restore(upload.sha256_state)
-            if restored is not None:
-                return restored
-
-        def rehash() -> UploadHash:
-            hasher = UploadHash()
-            for block in self.storage.read_partial(upload.upload_id, end=upload.offset,
-                                                   block_size=self.settings.block_size):
-                hasher.update(block)
-            return hasher
-
-        return await anyio.to_thread.run_sync(rehash)
-
-    async def _commit_if_whole(self, upload: TusUpload) -> None:
+    async def _commit_if_whole(self, upload: TusUpload, request: RequestContext | None) -> None:
         """Commit an upload that holds all its bytes but is not stored yet: its last PATCH
         failed after the last byte (the client went away before the end of the request), a
         PATCH declared a length equal to the bytes held, or the process died in between.
         HEAD then answers offset == length and every tus client takes the upload as done,
         so it must be a stored file by the time HEAD says so. Partial uploads stay partial."""
         if upload.complete and upload.file_id is None and upload.concat is None:
-            await self.commit(upload)
+            await self.commit(upload, request)
 
-    async def commit(self, upload: TusUpload) -> None:
+    async def commit(self, upload: TusUpload, request: RequestContext | None) -> None:
         """All bytes are in: make them an ordinary stored file through the upload service, or
         finish the commit a crash cut short. Holds the storage's session all along, so one
-        process at a time commits an upload (two workers may HEAD it at once)."""
+        process at a time commits an upload (two workers may HEAD it at once). `request` is
+        the one that found the upload whole (None at start-up recovery)."""
         writer = await self._commit_session(upload.upload_id)
         try:
             state, _ = await anyio.to_thread.run_sync(self.storage.partial_state, upload.upload_id)
@@ -482,11 +423,11 @@ class TusService:
                 raise NotFound(f"the bytes of upload {upload.upload_id} are gone")
             stored = await self.uploads.catalog.get(upload.upload_id)
             if stored is None:
-                file_id = await self._store(upload)
+                file_id = await self._store(upload, request)
             else:
                 # A crash came after the row: the file is stored, only the state lags behind.
                 file_id = stored.id
-                self.uploads.events.finished(self._event_of(upload))
+                self.uploads.events.finished(self.tracked.event_of(upload, request))
                 log.info("upload %s: finished a commit cut after its catalog row", upload.upload_id)
             await self._mark_done(upload, file_id)
         finally:
@@ -510,19 +451,20 @@ class TusService:
                                        headers={"retry-after": "1"}) from None
             await anyio.sleep(0.05)
 
-    async def _store(self, upload: TusUpload) -> str:
+    async def _store(self, upload: TusUpload, request: RequestContext | None) -> str:
         """The commit proper. Its blob id is the upload id: a blob a crash left is adopted."""
         assert upload.length is not None
-        upload_hash = await self._upload_hash(upload)
-        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
+        upload_hash = await self.hashes.take(upload)
+        filename, content_type = name_and_type(upload.metadata, f"upload-{upload.upload_id}")
         if not upload.type_checked:
-            await self._check_type(upload, b"")  # an empty upload has no first bytes
+            await self._check_type(upload, b"", request)  # an empty upload has no first bytes
         blob = await anyio.to_thread.run_sync(self.storage.finish_partial, upload.upload_id)
         incoming = IncomingFile(
-            sink=BlobSink(blob, max_size=self.settings.max_file_size, block_size=self.settings.block_size),
-            filename=filename, content_type=content_type, metadata=_extra_metadata(upload.metadata),
+            sink=BlobSink(blob, lane_threads=self.uploads.lane_threads, max_size=self.settings.max_file_size,
+                          block_size=self.settings.block_size),
+            filename=filename, content_type=content_type, metadata=extra_metadata(upload.metadata),
             received=Received(size=upload.length, sha256=upload_hash.hexdigest()),
-            upload=self._event_of(upload), detected_type=upload.detected_type, type_checked=True,
+            upload=self.tracked.event_of(upload, request), detected_type=upload.detected_type, type_checked=True,
             reservation=upload.upload_id if upload.link is not None else None)
         try:
             [stored] = await self.uploads.commit([incoming])
@@ -530,16 +472,16 @@ class TusService:
             # pre-finish refused the upload: it is discarded, as its client is told.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.storage.terminate_partial, upload.upload_id)
-                await self._release(upload.upload_id, upload.state())
-            self._events.pop(upload.upload_id, None)
-            self._hashers.pop(upload.upload_id, None)
+                await self.release_link(upload.upload_id, upload.state())
+            self.tracked.forget(upload.upload_id)
+            self.hashes.forget(upload.upload_id)
             raise
         return stored.id
 
     async def _mark_done(self, upload: TusUpload, file_id: str) -> None:
         """The state names the stored file, then the partial bytes go (the blob has its own)."""
-        self._events.pop(upload.upload_id, None)
-        self._hashers.pop(upload.upload_id, None)
+        self.tracked.forget(upload.upload_id)
+        self.hashes.forget(upload.upload_id)
         upload.file_id = file_id
         upload.unverified_from = None
         with anyio.CancelScope(shield=True):
@@ -551,78 +493,25 @@ class TusService:
 
     # --- termination and expiry -------------------------------------------------------------
 
-    async def terminate(self, upload_id: str) -> None:
+    async def terminate(self, upload_id: str, *, request: RequestContext | None) -> None:
         async with self.locks.hold(upload_id):
             try:
                 state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
             except KeyError:
                 raise NotFound(f"no upload with id {upload_id!r}") from None
-            _check_owner(state.get("link"))
+            _check_owner(state.get("link"), request)
             await anyio.to_thread.run_sync(self.storage.terminate_partial, upload_id)
-            await self._release(upload_id, state)
-            self._hashers.pop(upload_id, None)
-            self._end_event(upload_id, "terminated", state=state, offset=offset)
+            await self.release_link(upload_id, state)
+            self.hashes.forget(upload_id)
+            self.tracked.end(upload_id, "terminated", state=state, offset=offset, request=request)
 
     async def sweep(self) -> int:
-        """Remove expired uploads: incomplete ones past Upload-Expires, and the records of
-        finished ones kept as long for clients that come back to check."""
-        removed = 0
-        await anyio.to_thread.run_sync(
-            lambda: self.storage.sweep_staging(older_than=self.settings.temp_max_age))
-        now = self.clock()
-        for upload_id in await anyio.to_thread.run_sync(self.storage.partial_ids):
-            if self.locks.busy(upload_id):
-                continue
-            try:
-                state, offset = await anyio.to_thread.run_sync(self.storage.partial_state, upload_id)
-            except KeyError:
-                continue
-            if state["expires_at"] > now:
-                continue
-            try:
-                await anyio.to_thread.run_sync(self._terminate_unless_busy, upload_id)
-            except IngestError:
-                continue
-            await self._release(upload_id, state)
-            self._hashers.pop(upload_id, None)
-            self._end_event(upload_id, "expired", state=state, offset=offset)
-            removed += 1
-        if removed:
-            log.info("swept %d expired tus uploads", removed)
-        return removed
+        """Remove expired uploads (ingest/tus/expiry.py); how many."""
+        return await sweep_expired(self)
 
-    # --- events and metrics (ingest/observe/events.py) ----------------------------------------------
+    # --- link reservations ------------------------------------------------------------------
 
-    def _event_of(self, upload: TusUpload, *, register: bool = True) -> Upload:
-        """The upload as hooks and metrics see it: the one tracked since its creation, or,
-        after a restart or in another worker, a new one built from its stored state."""
-        tracked = self._events.get(upload.upload_id)
-        if tracked is not None:
-            return tracked
-        filename, content_type = _name_and_type(upload.metadata, f"upload-{upload.upload_id}")
-        request = current_request()
-        event = Upload(id=upload.upload_id, protocol=TUS, filename=filename, content_type=content_type,
-                       metadata=_extra_metadata(upload.metadata), expected_size=upload.length,
-                       size=upload.offset, client=request.client if request else None,
-                       request_id=request.request_id if request else None,
-                       forwarded_headers=request.forwarded_headers if request else {},
-                       link=upload.link, token=upload.token)
-        if register:
-            self._events[upload.upload_id] = event
-        return event
-
-    def _end_event(self, upload_id: str, reason: BaseException | str, *,
-                   state: dict[str, Any] | None = None, offset: int = 0) -> None:
-        """An unfinished upload is gone (terminated, expired, or never created): post-terminate."""
-        event = self._events.pop(upload_id, None)
-        if event is None and state is not None and state.get("file_id") is None \
-                and state.get("concat") is None:
-            event = self._event_of(TusUpload.from_state(upload_id, state, offset))
-            self._events.pop(upload_id, None)
-        if event is not None:
-            self.uploads.events.failed(event, reason)
-
-    async def _release(self, upload_id: str, state: dict[str, Any]) -> None:
+    async def release_link(self, upload_id: str, state: dict[str, Any]) -> None:
         """Give back what an unfinished upload held of its link (a stored one has no state
         left to release: the commit turned it into use)."""
         if state.get("link") is not None and state.get("file_id") is None:
@@ -632,42 +521,14 @@ class TusService:
                 except Exception:
                     log.exception("could not release a link reservation")
 
-    def _terminate_unless_busy(self, upload_id: str) -> None:
-        """Worker thread: a session open in another process means the upload is alive."""
-        try:
-            writer = self.storage.open_partial(upload_id)
-        except PartialBusy:
-            raise UploadLocked(upload_id) from None
-        except KeyError:  # no bytes (a finished upload's record)
-            self.storage.terminate_partial(upload_id)
-            return
-        try:
-            self.storage.terminate_partial(upload_id)
-        finally:
-            writer.close()
-
-
-def _check_owner(link_id: str | None) -> None:
+def _check_owner(link_id: str | None, request: RequestContext | None) -> None:
     """A request made with an upload link reaches only uploads made with that link."""
-    request = current_request()
     link = request.link if request is not None else None
     if link is None or link.id == link_id:
         return
     if link.expired(utc_now()):
         raise LinkExpired(f"upload link {link.id} expired at {link.expires_at}")
     raise Forbidden("this upload was not made with this upload link")
-
-
-def _name_and_type(metadata: dict[str, str], default_name: str) -> tuple[str, str]:
-    raw_name = next((metadata[key] for key in NAME_KEYS if metadata.get(key)), default_name)
-    filename = clean_filename(raw_name)
-    raw_type = next((metadata[key] for key in TYPE_KEYS if metadata.get(key)), None)
-    return filename, clean_media_type(raw_type, filename)
-
-
-def _extra_metadata(metadata: dict[str, str]) -> dict[str, Any]:
-    """Upload-Metadata pairs other than name and type are stored with the file."""
-    return {key: value for key, value in metadata.items() if key not in NAME_KEYS + TYPE_KEYS}
 
 
 def _past_upload_length(excess: int) -> IngestError:
