@@ -172,13 +172,18 @@ def check_and_remove_created(app: InProcessApp, answer: Answer, expected: list[t
         delete_stored(app, stored["id"])
 
 
+def blob_ids_on_disk(app: InProcessApp) -> list[str]:
+    """The ids of the committed blobs under files/, sorted."""
+    return sorted(path.name for path in stored_files(app.data_dir))
+
+
 def assert_nothing_stored(app: InProcessApp) -> None:
     """Nothing is cataloged and nothing is on disk under files/ or tmp/: every file a test
     made it also deleted, so anything left was stored (or left behind) by a request that was
     refused, or was stored beyond what its answer listed."""
     listing = app.request("GET", "/uploads", query=b"limit=5").json()
     assert listing["items"] == [], listing
-    assert stored_files(app.data_dir) == [], "a blob is on disk that no answer listed"
+    assert blob_ids_on_disk(app) == [], "a blob is on disk that no answer listed"
     assert_no_temp_files(app)
 
 
