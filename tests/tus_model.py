@@ -7,7 +7,7 @@ reports first, so the model allows the status of each of them; the bytes held mu
 unchanged. The checks (`check_state`) compare what HEAD says, what is on disk and what
 GET /uploads lists against the model. The spec says nothing of a stored file's name: that
 it comes from the `filename` (or `name`) metadata, its media type from `filetype` (or
-`type`), and the other pairs are kept with it, is ingest's rule (README "tus"); names and
+`type`), and the other pairs are kept with it, is ingest's rule (README "Resumable uploads (tus)"); names and
 types are cleaned by the rules every protocol shares.
 """
 
