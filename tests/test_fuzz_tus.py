@@ -382,7 +382,8 @@ def test_concatenation_of_any_parts_stores_their_bytes_in_order_or_changes_nothi
                 assert_no_temp_files(app)
                 return
             final = Upload(upload_id_of(answer.header("location")), length=len(expected.held), held=expected.held,
-                           metadata={"filename": plan.filename} if plan.filename is not None else {})
+                           metadata={"filename": plan.filename} if plan.filename is not None else {},
+                           default_name="upload")
             uploads.append(final)
             check_state(app, final, listing=False)
             assert sorted(listed_ids(app)) == sorted([*committed, final.file_id])

@@ -129,11 +129,12 @@ class Upload:
     partial: bool = False
     file_id: str | None = None
     metadata: dict[str, str] = dataclass_field(default_factory=dict)  # Upload-Metadata, decoded
+    default_name: str | None = None  # the stored name without a name in the metadata: upload-<id>
 
     def stored_as(self) -> tuple[str, str, dict[str, str]]:
         """The filename, media type and metadata its stored file must have."""
         raw_name = next((self.metadata[key] for key in NAME_KEYS if self.metadata.get(key)), None)
-        filename = clean_filename(raw_name) if raw_name else f"upload-{self.upload_id}"
+        filename = clean_filename(raw_name) if raw_name else self.default_name or f"upload-{self.upload_id}"
         raw_type = next((self.metadata[key] for key in TYPE_KEYS if self.metadata.get(key)), None)
         extra = {key: value for key, value in self.metadata.items() if key not in NAME_KEYS + TYPE_KEYS}
         return filename, clean_media_type(raw_type, filename), extra
@@ -410,12 +411,12 @@ def check_state(app: InProcessApp, upload: Upload, *, listing: bool = True) -> N
     if upload.complete and not upload.partial:
         assert file_id is not None, "HEAD says the upload is complete, but it is not committed"
         if upload.file_id is None:
+            upload.file_id = file_id  # first, so that `discard` deletes it even if a check fails
             stored = app.request("GET", f"/uploads/{file_id}").json()
             assert (stored["size"], stored["sha256"]) == (len(upload.held), sha256(upload.held)), stored
             assert (stored["filename"], stored["content_type"], stored["metadata"]) == upload.stored_as(), stored
             assert app.request("GET", f"/uploads/{file_id}/content").body == upload.held
             assert (app.data_dir / "files" / file_id[:2] / file_id).read_bytes() == upload.held
-            upload.file_id = file_id
         assert file_id == upload.file_id
         assert held_on_disk(app, upload.upload_id) is None
     else:
