@@ -24,7 +24,7 @@ import ingest
 from tests.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "ingest" / "static"
+STATIC = ROOT / "ingest" / "web" / "static"
 
 
 def clean_env() -> dict[str, str]:
