@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from ingest.app import create_app
+from ingest.catalog.sqlite import SqliteCatalog
 from ingest.config import Settings
+from ingest.models import StoredFile
+from ingest.multipart.parser import Form, receive_form
+from ingest.storage.local import LocalStorage
+from ingest.uploads import UploadService
+from tests.inprocess import body_of
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -73,6 +79,14 @@ def field_part(name: str, value: str) -> tuple[bytes, bytes]:
 
 MULTIPART = {"content-type": "multipart/form-data; boundary=b0undary"}
 
+# A form of a field and two files, the first holding lookalikes of its boundary.
+FORM_CONTENT = b"line one\r\n--b0undar not a boundary\r\n--b0undaryX still data\r\n\r"
+FORM = multipart_body([
+    field_part("note", "hello"),
+    file_part("file", "a.txt", FORM_CONTENT, "text/plain"),
+    file_part("file", "b.bin", b"\x00\r\n" * 50, "application/x-thing"),
+])
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -108,6 +122,36 @@ def temp_files(data_dir: Path) -> list[Path]:
 
 def stored_files(data_dir: Path) -> list[Path]:
     return sorted(p for p in (data_dir / "files").glob("*/*") if p.is_file())
+
+
+def assert_nothing_kept(data_dir: Path) -> None:
+    """No temporary file and no committed blob is left on disk."""
+    assert temp_files(data_dir) == []
+    assert stored_files(data_dir) == []
+
+
+# --- the upload service without HTTP -----------------------------------------------------------
+
+@pytest.fixture
+async def upload_service(settings: Settings) -> AsyncIterator[UploadService]:
+    """An UploadService over local storage in the data dir and its SQLite catalog, started."""
+    storage = LocalStorage(settings.data_dir, fsync=False)
+    storage.prepare()
+    service = UploadService(settings, storage, SqliteCatalog(settings.catalog_path))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def receive_multipart(service: UploadService, chunks: Sequence[bytes],
+                            content_type: str = MULTIPART["content-type"]) -> tuple[Form, list[StoredFile]]:
+    """A multipart body, in these chunks, through the framing guard and parser, then committed."""
+    form = await receive_form(content_type, body_of(chunks), service, service.settings, request=None)
+    return form, await service.commit(form.files)
+
+
+def read_stored(settings: Settings, stored: StoredFile) -> bytes:
+    return (settings.data_dir / "files" / stored.id[:2] / stored.id).read_bytes()
 
 
 # --- a real server ---------------------------------------------------------------------------

@@ -8,18 +8,22 @@ default: about 1,550,000 cases) for a long local campaign.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hashlib
 import logging
+import mimetypes
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from python_multipart.multipart import MultipartParser
 
+from tests.conftest import stored_files, temp_files
 from tests.inprocess import Answer, InProcessApp
 
 # python-multipart logs every malformed byte it meets; the oracle's verdict is its return value.
@@ -122,33 +126,65 @@ def assert_error_or_created(answer: Answer) -> None:
 
 
 def assert_no_temp_files(app: InProcessApp) -> None:
-    leftovers = list((app.data_dir / "tmp").iterdir())
+    leftovers = temp_files(app.data_dir)
     assert leftovers == [], f"temporary files survived a finished request: {leftovers}"
 
 
-def check_and_remove_created(app: InProcessApp, answer: Answer, expected: list[tuple[str | None, bytes]]) -> None:
-    """A 201 lists exactly the expected files (filename, bytes), each stored with the right
-    bytes and SHA-256 and in the catalog; they are then deleted, to keep the store empty."""
+def guessed_media_type(filename: str) -> str:
+    """The media type of a file sent without one (or as application/octet-stream): what its
+    name says (RFC 9110 §8.3: the server may guess), else application/octet-stream."""
+    return mimetypes.guess_type(filename, strict=False)[0] or "application/octet-stream"
+
+
+def blob_path(app: InProcessApp, file_id: str) -> Path:
+    return app.data_dir / "files" / file_id[:2] / file_id
+
+
+def delete_stored(app: InProcessApp, file_id: str, *, statuses: frozenset[int] = frozenset({204})) -> None:
+    """DELETE a stored file; afterwards its blob is gone from disk. Its emptied fan-out
+    directory is removed too, so the walk of files/ after every case stays a few entries long
+    (the store makes it again for the next blob that needs it)."""
+    answer = app.request("DELETE", f"/uploads/{file_id}")
+    assert answer.status in statuses, (answer.status, answer.body[:200])
+    path = blob_path(app, file_id)
+    assert not path.exists(), f"the blob of deleted file {file_id} is still on disk"
+    with contextlib.suppress(OSError):  # not empty: other blobs live there
+        path.parent.rmdir()
+
+
+def check_and_remove_created(app: InProcessApp, answer: Answer, expected: list[tuple[str | None, bytes]], *,
+                             media_types: Sequence[str | None] | None = None) -> None:
+    """A 201 lists exactly the expected files (filename, bytes) and, when given, media types,
+    each stored byte for byte (its size and SHA-256 in the answer, in the catalog and on disk);
+    they are then deleted, to keep the store empty."""
     files = answer.json()["files"]
     assert [(f["size"], f["sha256"]) for f in files] == [(len(c), sha256(c)) for _, c in expected]
-    for stored, (filename, _content) in zip(files, expected, strict=True):
+    if media_types is not None:
+        assert len(media_types) == len(files)
+    for index, (stored, (filename, content)) in enumerate(zip(files, expected, strict=True)):
         if filename is not None:
             assert stored["filename"] == filename
-        path = app.data_dir / "files" / stored["id"][:2] / stored["id"]
-        assert sha256(path.read_bytes()) == stored["sha256"]
+        if media_types is not None and media_types[index] is not None:
+            assert stored["content_type"] == media_types[index], (stored, media_types[index])
+        assert blob_path(app, stored["id"]).read_bytes() == content
         assert app.request("GET", f"/uploads/{stored['id']}").json() == {
             **stored, "url": stored["url"], "content_url": stored["content_url"]}
-        assert app.request("DELETE", f"/uploads/{stored['id']}").status == 204
+        delete_stored(app, stored["id"])
 
 
-def assert_store_empty(app: InProcessApp, *, on_disk: bool = False) -> None:
-    """Nothing is cataloged (and, with `on_disk`, no blob is on disk): every file a test made
-    it also deleted, so anything left was stored by a request that was refused. The disk walk
-    is slower, so fuzz tests do it once at the end of their module."""
+def blob_ids_on_disk(app: InProcessApp) -> list[str]:
+    """The ids of the committed blobs under files/, sorted."""
+    return sorted(path.name for path in stored_files(app.data_dir))
+
+
+def assert_nothing_stored(app: InProcessApp) -> None:
+    """Nothing is cataloged and nothing is on disk under files/ or tmp/: every file a test
+    made it also deleted, so anything left was stored (or left behind) by a request that was
+    refused, or was stored beyond what its answer listed."""
     listing = app.request("GET", "/uploads", query=b"limit=5").json()
     assert listing["items"] == [], listing
-    if on_disk:
-        assert [p for p in (app.data_dir / "files").glob("*/*") if p.is_file()] == []
+    assert blob_ids_on_disk(app) == [], "a blob is on disk that no answer listed"
+    assert_no_temp_files(app)
 
 
 def assert_only_ingest_paths(data_dir: Path) -> None:

@@ -20,9 +20,11 @@ from types import TracebackType
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.types import Message
 
 from ingest.app import create_app
 from ingest.config import Settings
+from ingest.edge.body import RequestBody
 
 REQUEST_TIMEOUT = 30.0  # seconds; far above any single in-process request, so only a hang trips it
 
@@ -41,6 +43,19 @@ class Answer:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def body_of(chunks: Sequence[bytes], *, disconnect: bool = False) -> RequestBody:
+    """A request body that arrives in these chunks, then ends (or the client disconnects)."""
+    messages: list[Message] = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    messages.append({"type": "http.disconnect"} if disconnect
+                    else {"type": "http.request", "body": b"", "more_body": False})
+    pending = iter(messages)
+
+    async def receive() -> Message:
+        return next(pending)
+
+    return RequestBody(receive)
 
 
 class InProcessApp:

@@ -2,8 +2,11 @@
 
 Raw bodies (PUT /uploads/{name}, POST /uploads as octet-stream) with hostile names,
 digests, media types and disconnects; ids, cursors, limits, ranges and conditional headers
-on the read side; bearer tokens. Every answer is a 4xx JSON error or a correct success,
-no client name ever becomes a path, and no response header can be split or injected.
+on the read side; bearer tokens. Every answer is a 4xx JSON error or a correct success: a
+stored file is the bytes sent (size and SHA-256 in the answer, the catalog and on disk),
+under the name sent once cleaned and the media type its name suggests; after a refusal
+nothing is cataloged or left under files/ or tmp/. No client name ever becomes a path, and
+no response header can be split or injected.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from ingest.config import Settings
+from ingest.errors import InvalidFilename
+from ingest.models import clean_filename
 from ingest.web import browser
+from tests.conftest import stored_files, temp_files
 from tests.fuzzing import (
     assert_error_or_created,
     assert_headers_clean,
-    assert_no_temp_files,
+    assert_nothing_stored,
     assert_only_ingest_paths,
-    assert_store_empty,
     check_and_remove_created,
+    delete_stored,
     examples,
+    guessed_media_type,
+    sha256,
 )
 from tests.inprocess import Answer, InProcessApp
 
@@ -39,8 +47,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
     data_dir = tmp_path_factory.mktemp("fuzz-raw") / "data"
     with InProcessApp(Settings(data_dir=data_dir, fsync=False, block_size=4096)) as running:
         yield running
-        assert_no_temp_files(running)
-        assert_store_empty(running, on_disk=True)
+        assert_nothing_stored(running)
 
 
 # Path traversal and lookalikes: RFC 3986 dot segments, Windows separators and drives,
@@ -62,7 +69,23 @@ def disposition_filename(header: str) -> str:
     return unquote(match.group(2), errors="strict") if match.group(2) is not None else match.group(1)
 
 
-def check_name_outcome(app: InProcessApp, answer: Answer, raw_name: str, content: bytes) -> None:
+def cleaned(raw_name: str) -> str | None:
+    """The name ingest must store a file under, when `raw_name` reached it unchanged; None
+    when the shared name rules refuse it (fuzzed for themselves by the tests below)."""
+    try:
+        return clean_filename(raw_name)
+    except InvalidFilename:
+        return None
+
+
+def has_surrogates(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def check_name_outcome(app: InProcessApp, answer: Answer, raw_name: str, content: bytes, *,
+                       exact: bool = False) -> None:
+    """`exact`: the name arrived as sent, so the stored name is its cleaned form, and a name
+    the rules refuse is never stored."""
     assert_error_or_created(answer)
     assert_headers_clean(answer)
     if answer.status == 201:
@@ -78,12 +101,14 @@ def check_name_outcome(app: InProcessApp, answer: Answer, raw_name: str, content
         disposition = download.header("content-disposition")
         assert disposition is not None
         assert disposition_filename(disposition) == name, disposition
-        check_and_remove_created(app, answer, [(name, content)])
+        if exact:
+            assert name == cleaned(raw_name), (raw_name, name)
+        check_and_remove_created(app, answer, [(name, content)], media_types=[guessed_media_type(name)])
     else:
         assert answer.json()["error"] in {"invalid_filename", "not_found", "method_not_allowed",
                                           "unsupported_media_type"}, answer.body
     assert_only_ingest_paths(app.data_dir)
-    assert_no_temp_files(app)
+    assert_nothing_stored(app)
 
 
 @given(name=names, content=st.binary(max_size=64))
@@ -92,7 +117,7 @@ def test_hostile_names_in_the_path_never_reach_the_filesystem(app: InProcessApp,
     raw_path = b"/uploads/" + quote(name, safe="/%", encoding="utf-8", errors="surrogatepass").encode()
     answer = app.request("PUT", "/uploads/" + name, raw_path=raw_path, chunks=[content],
                          headers=[(b"content-length", str(len(content)).encode())])
-    check_name_outcome(app, answer, name, content)
+    check_name_outcome(app, answer, name, content, exact=True)
 
 
 @given(name=names, via=st.sampled_from(["query", "disposition", "disposition*"]), content=st.binary(max_size=64))
@@ -111,8 +136,11 @@ def test_hostile_names_in_query_or_content_disposition_never_reach_the_filesyste
                         b"attachment; filename*=UTF-8''" + quote(name, safe="", errors="surrogatepass").encode()))
     answer = app.request("POST", "/uploads", query=query, headers=headers, chunks=[content])
     if answer.status == 400 and answer.json()["error"] == "malformed_multipart":
+        assert_nothing_stored(app)
         return  # a Content-Disposition header that does not parse: refused, nothing kept
-    check_name_outcome(app, answer, name, content)
+    # A quoted filename is read from a Latin-1 header: only ASCII arrives unchanged.
+    check_name_outcome(app, answer, name, content,
+                       exact=via != "disposition" or name.isascii())
 
 
 @given(name=st.text(max_size=80), content=st.binary(max_size=32))
@@ -121,7 +149,7 @@ def test_any_unicode_name_is_stored_safely_or_refused(app: InProcessApp, name: s
     headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(content)).encode())]
     query = b"filename=" + quote(name, safe="", errors="surrogatepass").encode()
     answer = app.request("POST", "/uploads", query=query, headers=headers, chunks=[content])
-    check_name_outcome(app, answer, name, content)
+    check_name_outcome(app, answer, name, content, exact=not has_surrogates(name))
 
 
 def b64(digest: bytes) -> str:
@@ -151,13 +179,13 @@ def test_raw_bodies_with_any_digest_length_or_disconnect_are_stored_right_or_ref
             if "sha-256" in digest_header.lower():
                 match = re.fullmatch(r"\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):\s*", digest_header, re.IGNORECASE)
                 assert match and base64.b64decode(match.group(1)) == hashlib.sha256(content).digest(), digest_header
-            check_and_remove_created(app, answer, [("blob.bin", content)])
+            check_and_remove_created(app, answer, [("blob.bin", content)],
+                                     media_types=[guessed_media_type("blob.bin")])
         finally:
-            app.request("DELETE", f"/uploads/{answer.json()['files'][0]['id']}")
+            delete_stored(app, answer.json()["files"][0]["id"], statuses=frozenset({204, 404}))
     else:
         assert answer.json()["error"] in {"invalid_digest", "digest_mismatch", "client_disconnected"}, answer.body
-    assert_no_temp_files(app)
-    assert_store_empty(app)
+    assert_nothing_stored(app)
 
 
 @given(method=st.sampled_from(["GET", "DELETE", "HEAD", "PUT", "PATCH", "POST", "OPTIONS"]),
@@ -180,11 +208,14 @@ def test_any_method_path_and_query_gets_an_answer_that_is_not_a_5xx(
     if answer.status >= 400:
         assert set(answer.json()) == {"error", "detail"}
     if answer.status == 201:
-        for stored in answer.json()["files"]:
-            assert app.request("DELETE", f"/uploads/{stored['id']}").status == 204
+        # Only PUT /uploads/<name> stores here (a POST without Content-Type is a 415): the
+        # one byte sent, under the name's last segment.
+        assert method == "PUT", (method, path)
+        (stored,) = answer.json()["files"]
+        assert stored["filename"] == cleaned(path.removeprefix("/uploads/")), (path, stored)
+        check_and_remove_created(app, answer, [(None, b"x")])
     assert_only_ingest_paths(app.data_dir)
-    assert_no_temp_files(app)
-    assert_store_empty(app)
+    assert_nothing_stored(app)
 
 
 CONTENT = bytes(range(256)) * 4  # 1 KiB whose every byte says where it is
@@ -196,7 +227,7 @@ def stored_id(app: InProcessApp) -> Iterator[str]:
                          headers=[(b"content-length", str(len(CONTENT)).encode())])
     file_id: str = answer.json()["files"][0]["id"]
     yield file_id
-    app.request("DELETE", f"/uploads/{file_id}")
+    delete_stored(app, file_id)
 
 
 def expected_single_range(header: str, size: int) -> tuple[int, int] | None:
@@ -268,6 +299,8 @@ def test_no_endpoint_but_healthz_answers_a_request_without_a_valid_token(
     assert (answer.status, answer.json()["error"]) == (401, "unauthorized")
     assert answer.header("www-authenticate") == 'Bearer realm="ingest"'
     assert TOKEN not in answer.body.decode()
+    assert stored_files(guarded_app.data_dir) == [] and temp_files(guarded_app.data_dir) == []
+    assert list((guarded_app.data_dir / "tus").iterdir()) == [], "an unauthorized request made a tus upload"
     assert guarded_app.request("GET", "/healthz", headers=[(b"authorization", authorization.encode(
         "utf-8", "surrogatepass"))]).status == 200
 
@@ -297,6 +330,7 @@ def test_every_route_refuses_a_missing_token_and_accepts_a_valid_one(guarded_app
         assert authorized.status != 401, (method, path)
         if authorized.status == 201:
             for stored in authorized.json()["files"]:
+                assert (stored["size"], stored["sha256"]) == (3, sha256(b"abc")), (method, path, stored)
                 guarded_app.request("DELETE", f"/uploads/{stored['id']}",
                                     headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
 

@@ -9,7 +9,9 @@ which statuses each request may get and which bytes the upload must hold after i
 For every case: the answer is one the model allows (never a 5xx, a hang or a traceback; a
 JSON error body; Tus-Resumable on it); the offset HEAD reports is the size of the upload's
 bytes on disk, and those bytes are exactly the ones the model accepted; a complete upload
-is committed and listed by GET /uploads with its sha256, nothing unfinished ever is; the
+is committed and listed by GET /uploads with its size, sha256, name, media type and
+metadata, its blob byte for byte the bytes accepted; nothing unfinished ever is listed or
+has a blob; a refused request leaves no upload, row, blob or temporary file behind; the
 data dir holds only ingest's own names.
 """
 
@@ -27,7 +29,13 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from ingest.config import Settings
-from tests.fuzzing import assert_no_temp_files, assert_only_ingest_paths, examples
+from tests.fuzzing import (
+    assert_no_temp_files,
+    assert_nothing_stored,
+    assert_only_ingest_paths,
+    blob_ids_on_disk,
+    examples,
+)
 from tests.inprocess import InProcessApp
 from tests.tus_model import (
     ALGORITHMS,
@@ -46,6 +54,7 @@ from tests.tus_model import (
     field,
     listed_ids,
     send,
+    spec_metadata,
     upload_id_of,
 )
 
@@ -66,7 +75,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
 def assert_clean(app: InProcessApp) -> None:
     """Between cases: every upload of the last case was removed; nothing else was made."""
     assert list((app.data_dir / "tus").iterdir()) == []
-    assert listed_ids(app) == []
+    assert_nothing_stored(app)
     assert_only_ingest_paths(app.data_dir)
 
 
@@ -185,15 +194,17 @@ def test_any_creation_request_gets_an_allowed_answer_and_holds_what_it_accepted(
         assert (location is not None) == expected.created, location
         if location is None:
             assert list((app.data_dir / "tus").iterdir()) == [], "a refused creation left an upload behind"
+            assert_nothing_stored(app)
             return
         upload = Upload(upload_id_of(location), length=expected.length, held=expected.held,
-                        partial=expected.partial)
+                        partial=expected.partial, metadata=spec_metadata(creation.metadata or "") or {})
         try:
             if answer.status == 201 and upload.complete and not upload.partial:
                 assert answer.header("ingest-file-id") is not None
             check_state(app, upload)
         finally:
             discard(app, upload)
+        assert_nothing_stored(app)
 
     case()
     print(f"tus creation: {sum(outcomes.values())} cases, statuses {dict(sorted(outcomes.items()))}")
@@ -266,6 +277,7 @@ def test_any_sequence_of_patches_keeps_head_offset_equal_to_the_bytes_held(app: 
             assert upload.file_id is not None
         finally:
             discard(app, upload)
+        assert_nothing_stored(app)
 
     case()
     print(f"tus PATCH sequences: {requests} PATCHes, statuses {dict(sorted(outcomes.items()))}")
@@ -366,11 +378,17 @@ def test_concatenation_of_any_parts_stores_their_bytes_in_order_or_changes_nothi
                 for upload in uploads:
                     check_state(app, upload, listing=False)
                 assert sorted(listed_ids(app)) == sorted(committed)
+                assert blob_ids_on_disk(app) == sorted(committed), "a refused concatenation stored a blob"
+                assert_no_temp_files(app)
                 return
-            final = Upload(upload_id_of(answer.header("location")), length=len(expected.held), held=expected.held)
+            final = Upload(upload_id_of(answer.header("location")), length=len(expected.held), held=expected.held,
+                           metadata={"filename": plan.filename} if plan.filename is not None else {},
+                           default_name="upload")
             uploads.append(final)
             check_state(app, final, listing=False)
             assert sorted(listed_ids(app)) == sorted([*committed, final.file_id])
+            assert final.file_id is not None
+            assert blob_ids_on_disk(app) == sorted([*committed, final.file_id])
             for upload in uploads[:-1]:
                 if upload.upload_id in " ".join(urls):  # concatenated parts are removed (as the spec allows)
                     assert send(app, "HEAD", upload.url, [field("tus-resumable", "1.0.0")]).status == 404
@@ -421,6 +439,7 @@ def test_any_upload_id_gets_a_404_or_another_4xx_and_touches_nothing(app: InProc
             assert (answer.header("location") or "").startswith("http://testserver/files")
         check_state(app, bystander)
         assert_only_ingest_paths(app.data_dir)
+        assert_no_temp_files(app)
 
     try:
         case()

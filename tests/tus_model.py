@@ -5,7 +5,10 @@ and which bytes the upload holds after it, read from the spec
 Where several things are wrong with one request, the spec does not say which the server
 reports first, so the model allows the status of each of them; the bytes held must then be
 unchanged. The checks (`check_state`) compare what HEAD says, what is on disk and what
-GET /uploads lists against the model.
+GET /uploads lists against the model. The spec says nothing of a stored file's name: that
+it comes from the `filename` (or `name`) metadata, its media type from `filetype` (or
+`type`), and the other pairs are kept with it, is ingest's rule (README "Resumable uploads (tus)"); names and
+types are cleaned by the rules every protocol shares.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from ingest.errors import InvalidFilename
-from ingest.models import clean_filename
+from ingest.models import clean_filename, clean_media_type
 from ingest.tus.headers import MAX_DIGITS
-from tests.fuzzing import assert_headers_clean, sha256
+from tests.fuzzing import assert_headers_clean, blob_ids_on_disk, delete_stored, sha256
 from tests.inprocess import Answer, InProcessApp
 
 MAX_FILE_SIZE = 4096  # small, so that lengths over the limit are cheap to send
@@ -114,6 +117,10 @@ def media_type(raw: str | None) -> str:
     return (raw or "").partition(";")[0].strip(OWS).lower()
 
 
+NAME_KEYS = ("filename", "name")
+TYPE_KEYS = ("filetype", "type")
+
+
 @dataclass
 class Upload:
     upload_id: str
@@ -121,6 +128,16 @@ class Upload:
     held: bytes = b""
     partial: bool = False
     file_id: str | None = None
+    metadata: dict[str, str] = dataclass_field(default_factory=dict)  # Upload-Metadata, decoded
+    default_name: str | None = None  # the stored name without a name in the metadata: upload-<id>
+
+    def stored_as(self) -> tuple[str, str, dict[str, str]]:
+        """The filename, media type and metadata its stored file must have."""
+        raw_name = next((self.metadata[key] for key in NAME_KEYS if self.metadata.get(key)), None)
+        filename = clean_filename(raw_name) if raw_name else self.default_name or f"upload-{self.upload_id}"
+        raw_type = next((self.metadata[key] for key in TYPE_KEYS if self.metadata.get(key)), None)
+        extra = {key: value for key, value in self.metadata.items() if key not in NAME_KEYS + TYPE_KEYS}
+        return filename, clean_media_type(raw_type, filename), extra
 
     @property
     def url(self) -> str:
@@ -381,7 +398,8 @@ def held_on_disk(app: InProcessApp, upload_id: str) -> bytes | None:
 def check_state(app: InProcessApp, upload: Upload, *, listing: bool = True) -> None:
     """HEAD's offset is the size of the bytes on disk, which are those the model accepted; a
     complete upload is committed (by the HEAD at the latest: a client that sees offset ==
-    length is done) and listed with its sha256; nothing unfinished is listed."""
+    length is done) and listed with its size, sha256, name, media type and metadata, its blob
+    the bytes held; nothing unfinished is listed or has a blob."""
     head = send(app, "HEAD", upload.url, [field("tus-resumable", "1.0.0")])
     assert head.status == 200, head.body
     assert head.header("upload-offset") == str(len(upload.held))
@@ -393,10 +411,12 @@ def check_state(app: InProcessApp, upload: Upload, *, listing: bool = True) -> N
     if upload.complete and not upload.partial:
         assert file_id is not None, "HEAD says the upload is complete, but it is not committed"
         if upload.file_id is None:
+            upload.file_id = file_id  # first, so that `discard` deletes it even if a check fails
             stored = app.request("GET", f"/uploads/{file_id}").json()
             assert (stored["size"], stored["sha256"]) == (len(upload.held), sha256(upload.held)), stored
+            assert (stored["filename"], stored["content_type"], stored["metadata"]) == upload.stored_as(), stored
             assert app.request("GET", f"/uploads/{file_id}/content").body == upload.held
-            upload.file_id = file_id
+            assert (app.data_dir / "files" / file_id[:2] / file_id).read_bytes() == upload.held
         assert file_id == upload.file_id
         assert held_on_disk(app, upload.upload_id) is None
     else:
@@ -404,10 +424,11 @@ def check_state(app: InProcessApp, upload: Upload, *, listing: bool = True) -> N
         assert held_on_disk(app, upload.upload_id) == upload.held
     if listing:
         assert listed_ids(app) == ([upload.file_id] if upload.file_id else [])
+        assert blob_ids_on_disk(app) == ([upload.file_id] if upload.file_id else [])
 
 
 def discard(app: InProcessApp, upload: Upload) -> None:
     if upload.file_id is not None:
-        assert app.request("DELETE", f"/uploads/{upload.file_id}").status in {204, 404}
+        delete_stored(app, upload.file_id, statuses=frozenset({204, 404}))
     answer = app.request("DELETE", upload.url, headers=[field("tus-resumable", "1.0.0")])
     assert answer.status in {204, 404}, answer.body
