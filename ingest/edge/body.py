@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope
 
 from ingest.errors import ClientDisconnected, IngestError, RequestTimeout, RequestTooLarge
 
-SCOPE_KEY = "ingest.edge.body"
+SCOPE_KEY = "ingest.body"  # ASGI scope key
 SLOW_POLL_SECONDS = 0.05  # re-check interval while the rate is behind but the app is busy
 
 

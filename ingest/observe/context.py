@@ -47,7 +47,7 @@ class RequestContext:
         return context
 
 
-SCOPE_KEY = "ingest.observe.context"
+SCOPE_KEY = "ingest.request"  # ASGI scope key
 
 
 def new_request_id() -> str:
